@@ -1,0 +1,1 @@
+"""Everything that talks to an exchange (placeholder; filled in by later issues)."""

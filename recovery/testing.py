@@ -1,0 +1,1 @@
+"""Pytest fixtures for the exchange simulator (being written)."""

@@ -1,0 +1,1 @@
+"""Helpers shared by tests (child programs for crash tests, journal builders)."""

@@ -51,8 +51,8 @@ values 28/29, rational 30, regex 35, MIME 36, UUID 37, IP addresses 52/54/260/
 :class:`~journal.errors.DecodeError`. It also rejects indefinite-length items,
 duplicate or non-``str`` map keys, NaN and infinities, CBOR simple values and
 ``undefined``, nesting deeper than :data:`MAX_DEPTH`, bignums longer than
-:data:`MAX_BIGNUM_BYTES` (building a ``Decimal`` from a huge bignum is
-quadratic: 64 KiB takes 0.4 s, 1 MiB minutes), and trailing bytes after the
+:data:`MAX_BIGNUM_BYTES` (building a ``Decimal`` from a bignum is quadratic:
+0.4 s for 64 KiB, over a minute for 1 MiB), and trailing bytes after the
 single top-level item. A length that promises more bytes than the buffer holds
 fails at once, without a large allocation.
 
@@ -147,12 +147,17 @@ class _Rejected(Exception):
         self.steps: list[tuple[object, object]] = []
 
 
-def encode(value: object) -> bytes:
+def encode(value: object, *, check: bool = True) -> bytes:
     """Encode ``value`` as CBOR; raise :class:`CodecError` if it holds anything unsupported.
 
     The same value always gives the same bytes (maps keep insertion order).
-    See the module docstring for what is accepted.
+    See the module docstring for what is accepted. ``check=False`` skips the
+    validating walk (about half the cost): only for values built entirely
+    from data that already passed it, such as state produced by the built-in
+    reducers from decoded records (snapshots).
     """
+    if not check:
+        return cbor2.dumps(value)
     kind = type(value)
     wrapped = not (kind is dict or kind is list or kind is tuple)
     try:
@@ -377,8 +382,8 @@ def _short_repr(value: object) -> str:
 # -- decode ------------------------------------------------------------------
 
 
-class _ForeignTag(Exception):
-    """Internal: raised from inside cbor2 for a tag the journal never writes."""
+class _Refused(Exception):
+    """Internal: raised from inside cbor2 for a tag or bignum the journal never writes."""
 
 
 _FOREIGN_TAGS = {
@@ -411,20 +416,20 @@ def _foreign_tag_message(tag: int, name: str = "") -> str:
 
 def _refuse_tag(tag: int, name: str) -> Callable[[object, bool], object]:
     def refuse(value: object, immutable: bool) -> object:
-        raise _ForeignTag(_foreign_tag_message(tag, name))
+        raise _Refused(_foreign_tag_message(tag, name))
 
     return refuse
 
 
 def _refuse_unknown_tag(tag: cbor2.CBORTag, immutable: bool) -> object:
-    raise _ForeignTag(_foreign_tag_message(tag.tag))
+    raise _Refused(_foreign_tag_message(tag.tag))
 
 
 def _bignum_payload(value: object) -> bytes:
     if type(value) is not bytes:
-        raise _ForeignTag(f"a bignum must hold a byte string, not {type(value).__name__}")
+        raise _Refused(f"a bignum must hold a byte string, not {type(value).__name__}")
     if len(value) > MAX_BIGNUM_BYTES:
-        raise _ForeignTag(f"a bignum of {len(value)} bytes is beyond the {MAX_BIGNUM_BYTES}-byte limit")
+        raise _Refused(f"a bignum of {len(value)} bytes is beyond the {MAX_BIGNUM_BYTES}-byte limit")
     return value
 
 
@@ -464,12 +469,17 @@ def _new_decoder() -> cbor2.CBORDecoder:
     )
 
 
-def decode(data: bytes | bytearray | memoryview) -> object:
+def decode(data: bytes | bytearray | memoryview, *, check: bool = True) -> object:
     """Decode one CBOR item written by :func:`encode`.
 
     Raises :class:`DecodeError` for damaged or hostile input: malformed or
     truncated CBOR, trailing bytes, and anything :func:`encode` would not have
     written (see the module docstring). Never constructs arbitrary objects.
+
+    ``check=False`` skips the final walk over the decoded value (NaN, simple
+    values, bytes map keys); tags, depth, lengths and trailing bytes are still
+    enforced, so no arbitrary object is ever built. Snapshot chunks use it
+    after their xxh3-128 digest has matched.
     """
     size = len(data) if type(data) is bytes else memoryview(data).nbytes
     stream = io.BytesIO(data)
@@ -491,6 +501,8 @@ def decode(data: bytes | bytearray | memoryview) -> object:
         raise DecodeError(
             f"cannot decode {size} bytes: {size - end} trailing bytes after the single top-level item at offset {end}"
         )
+    if not check:
+        return value
     kind = type(value)
     wrapped = not (kind is dict or kind is list)
     try:
@@ -510,7 +522,7 @@ def decode(data: bytes | bytearray | memoryview) -> object:
 
 def _decode_failure(exc: Exception, size: int) -> str:
     cause = exc.__cause__
-    if isinstance(cause, _ForeignTag):
+    if isinstance(cause, _Refused):
         return f"cannot decode {size} bytes: {cause}"
     if isinstance(exc, cbor2.CBORDecodeEOF) or isinstance(cause, EOFError):
         return f"cannot decode {size} bytes: truncated ({exc})"

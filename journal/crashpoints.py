@@ -17,6 +17,10 @@ Points in the journal:
 - ``batch_partial``: inside a batch write, after half the intents are put
   (the transaction is not committed, so none of the batch survives).
 - ``batch_durable``: a batch's transaction is synced.
+- ``compaction_batch``: one batch of compacted records is deleted (and the
+  chain base moved) durably.
+- ``snapshot_chunks``: a snapshot's chunks are written, its manifest not yet.
+- ``snapshot_durable``: a snapshot (manifest and chunks) is durable.
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ KNOWN_POINTS: set[str] = {
     "event_durable",
     "batch_partial",
     "batch_durable",
+    "compaction_batch",
+    "snapshot_chunks",
+    "snapshot_durable",
 }
 
 _lock = threading.Lock()

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import lmdb
 
@@ -68,6 +68,7 @@ log = logging.getLogger("journal.wal")
 
 _SEQ = struct.Struct(">Q")
 _MISSING = object()
+T = TypeVar("T")
 
 
 class Durability(str, enum.Enum):
@@ -781,6 +782,99 @@ class Journal:
                             self._storage.env.sync(True)
             except Exception:  # never let the flusher die; the next write retries
                 log.exception("background flush of %s failed", self.path)
+
+    # -- hooks for the state layer (journal.store) ----------------------------
+
+    def _capture(self, fn: Callable[[int, int], T]) -> T:
+        """Run ``fn(last_seq, chain_at_last_seq)`` with numbering paused (queue lock held).
+
+        Nothing is numbered or applied to observers while ``fn`` runs, so what it
+        reads of the in-memory state is exactly the state at ``last_seq``.
+        """
+        with self._qlock:
+            return fn(self._next_seq - 1, self._chain)
+
+    def _capture_quiet(self, fn: Callable[[int, int], T]) -> T:
+        """Like :meth:`_capture`, but only once every numbered record is on disk."""
+        while True:
+            self.flush()
+            with self._qlock:
+                if not self._queue:
+                    return fn(self._next_seq - 1, self._chain)
+
+    def _write_after_drain(self, fn: Callable[[lmdb.Transaction], T]) -> T:
+        """Write everything queued, then run ``fn`` in its own transaction.
+
+        Used by snapshots: every record a snapshot covers is durable no later
+        than the snapshot itself.
+        """
+        self._storage.check_usable()
+        with self._exclusive():
+            self._drain()
+            if self._broken is not None:
+                raise JournalError(f"{self.path}: journal refuses writes after a failed write") from self._broken
+            return self._storage.write(fn)
+
+    def compact_log(self, through_seq: int, *, batch: int = 10_000) -> int:
+        """Delete the records with ``seq <= through_seq``; returns how many were deleted.
+
+        Refuses to delete a pending operation's intent. The chain restarts at
+        ``through_seq``: its chain value becomes the new base in ``meta``, in the
+        same transaction as each batch of deletions, so a crash midway leaves a
+        journal that verifies. Usually called through
+        :meth:`journal.store.StateStore.compact`, which picks a safe point.
+        """
+        self._storage.check_usable()
+        if self.readonly:
+            raise ReadOnlyError(f"{self.path}: journal opened read-only; compaction needs the writer")
+        pending = self.pending_ids()
+        if pending and pending[0] <= through_seq:
+            raise JournalError(
+                f"{self.path}: cannot compact through seq {through_seq}: operation {pending[0]} is still pending"
+            )
+        through_seq = min(through_seq, self.last_seq)
+        st = self._storage
+        deleted = 0
+        while self._base_seq < through_seq:
+            end = min(self._base_seq + batch, through_seq)
+
+            def delete(txn: lmdb.Transaction, start: int = self._base_seq + 1, end: int = end) -> tuple[int, int]:
+                value = txn.get(seq_key(end), db=st.dbs["log"])
+                if value is None:
+                    raise CorruptionError(f"{self.path}: record {end} missing during compaction", end)
+                end_chain = struct.unpack_from(">Q", value, 8)[0]
+                cur = txn.cursor(db=st.dbs["log"])
+                n = 0
+                if cur.set_range(seq_key(start)):
+                    while True:
+                        key = cur.key()
+                        if not key or _SEQ.unpack(key)[0] > end:
+                            break
+                        cur.delete()
+                        n += 1
+                ops = txn.cursor(db=st.dbs["ops"])
+                if ops.first():
+                    while True:
+                        key = ops.key()
+                        if len(key) != 16 or _SEQ.unpack(key[:8])[0] > end:
+                            break
+                        if _SEQ.unpack(key[8:])[0] <= end:
+                            ops.delete()
+                        elif not ops.next():
+                            break
+                st.put_meta(txn, "chain_base", [end, end_chain])
+                cp = st.get_meta(txn, "checkpoint")
+                if cp is not None and cp[0] < end:
+                    st.put_meta(txn, "checkpoint", [end, end_chain])
+                return n, end_chain
+
+            with self._exclusive():
+                n, chain = st.write(delete)
+            self._base_seq, self._base_chain = end, chain
+            deleted += n
+            crashpoints.reached("compaction_batch")
+        log.info("compacted %s through seq %d (%d records deleted)", self.path, through_seq, deleted)
+        return deleted
 
     # -- reading -------------------------------------------------------------
 

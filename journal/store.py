@@ -49,6 +49,7 @@ DEFAULT_STORE_SETTINGS: dict[str, Any] = {
     "keep_snapshots": 3,
     "chunk_items": snap.CHUNK_ITEMS,
     "retention_s": 24 * 3600.0,
+    "compact_batch": 10_000,
 }
 
 
@@ -100,7 +101,8 @@ class StateStore:
         upto = j._capture_quiet(attach)
         state, manifest = self._restore(upto)
         self.state = state
-        self._last_manifest = manifest
+        # a migrated snapshot's chunks hold the old shapes: the next save is full
+        self._last_manifest = manifest if manifest and manifest["schema"] == SCHEMA_VERSION else None
         self._last_save_seq = manifest["seq"] if manifest else 0
         # records numbered while we replayed: apply them now, in order
         with j._qlock:
@@ -369,7 +371,7 @@ class StateStore:
         boundary = min(boundary, self._first_at_or_after(cutoff_ns, j._base_seq + 1, boundary) - 1)
         if boundary <= j._base_seq:
             return 0
-        return j.compact_log(boundary)
+        return j.compact_log(boundary, batch=int(self.settings["compact_batch"]))
 
     def _first_at_or_after(self, ts_ns: int, lo: int, hi: int) -> int:
         """The first seq in [lo, hi] written at or after ``ts_ns`` (hi + 1 if none).

@@ -111,7 +111,7 @@ class StateStore:
                 if rec.seq > self.state.seq:
                     self._apply(rec)
         self.state.check_values = self.reducers.custom
-        violations = self.validate()
+        violations = self.validate(consistent_copy=self.journal.readonly)
         for v in violations:
             log.warning("state invariant violated after load of %s: %s", j.path, v)
         log.info(
@@ -223,10 +223,14 @@ class StateStore:
         """A consistent copy of the state, safe to read from any thread."""
         return self.journal._capture(lambda seq, chain: self.state.copy())
 
-    def validate(self) -> list[Violation]:
-        """Check the state's invariants (see :mod:`journal.validate`)."""
+    def validate(self, *, consistent_copy: bool = True) -> list[Violation]:
+        """Check the state's invariants (see :mod:`journal.validate`).
+
+        ``consistent_copy=False`` checks the live state without copying it: only
+        when no other thread writes (as during load).
+        """
         pending = self.journal.pending_ids() if not self.journal.readonly else [r.op for r in self.journal.pending()]
-        return validate(self.view(), pending)
+        return validate(self.view() if consistent_copy else self.state, pending)
 
     @property
     def records_since_save(self) -> int:
@@ -250,7 +254,7 @@ class StateStore:
                 return seq, chain, self.state.as_dict(), self.state.take_dirty()
 
             seq, chain, sections, dirty = j._capture(grab)
-            if seq <= self._last_save_seq and not full and self._last_manifest is not None:
+            if seq <= self._last_save_seq and not full and self._last_manifest is not None and not dirty:
                 return None
             try:
                 manifest, chunks = snap.build(

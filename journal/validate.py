@@ -55,28 +55,40 @@ def _seqs(value: Any, *more: Any) -> tuple[int, ...]:
     return tuple(sorted(set(out)))
 
 
+def _order_problems(key: str, order: Any) -> list[Violation]:
+    if not isinstance(order, dict):
+        return [Violation("orders", key, f"is a {type(order).__name__}, not a map")]
+    out = []
+    status = order.get("status")
+    if status not in ORDER_STATUSES:
+        out.append(Violation("orders", key, f"unknown status {status!r}", _seqs(order)))
+    filled, amount = order.get("filled"), order.get("amount")
+    if isinstance(filled, Decimal | int | float) and filled < 0:
+        out.append(Violation("orders", key, f"filled {filled} is negative", _seqs(order)))
+    if isinstance(filled, Decimal | int | float) and isinstance(amount, Decimal | int | float) and filled > amount:
+        out.append(Violation("orders", key, f"filled {filled} exceeds amount {amount}", _seqs(order)))
+    return out
+
+
 def validate(state: State, pending_ops: Iterable[int] | None = None) -> list[Violation]:
     """Check every invariant; returns the violations (empty when consistent)."""
     out: list[Violation] = []
-    orders = state["orders"]
+    orders = state.raw_sections().get("orders", {})
+    statuses = ORDER_STATUSES
     for key, order in orders.items():
-        if not isinstance(order, dict):
-            out.append(Violation("orders", key, f"is a {type(order).__name__}, not a map"))
-            continue
-        status = order.get("status")
-        if status not in ORDER_STATUSES:
-            out.append(Violation("orders", key, f"unknown status {status!r}", _seqs(order)))
-        filled, amount = order.get("filled"), order.get("amount")
-        if isinstance(filled, Decimal | int) and filled < 0:
-            out.append(Violation("orders", key, f"filled {filled} is negative", _seqs(order)))
-        if isinstance(filled, Decimal | int) and isinstance(amount, Decimal | int) and filled > amount:
-            out.append(Violation("orders", key, f"filled {filled} exceeds amount {amount}", _seqs(order)))
+        # the common case first, cheaply: a map with a known status and filled <= amount
+        try:
+            if order["status"] in statuses and 0 <= order["filled"] <= order["amount"]:
+                continue
+        except (KeyError, TypeError):
+            pass
+        out.extend(_order_problems(key, order))
     sums: dict[str, Decimal] = {}
-    for trade in state["trades"].values():
+    for trade in state.raw_sections().get("trades", {}).values():
         if isinstance(trade, dict) and isinstance(trade.get("amount"), Decimal):
             signed = trade["amount"] if trade.get("side") == "buy" else -trade["amount"]
             sums[trade.get("symbol", "")] = sums.get(trade.get("symbol", ""), Decimal(0)) + signed
-    for symbol, pos in state["positions"].items():
+    for symbol, pos in state.raw_sections().get("positions", {}).items():
         if not isinstance(pos, dict) or pos.get("adjusted"):
             continue
         expected = sums.get(symbol, Decimal(0))
@@ -84,7 +96,7 @@ def validate(state: State, pending_ops: Iterable[int] | None = None) -> list[Vio
             out.append(
                 Violation("positions", symbol, f"amount {pos.get('amount')} but its trades sum to {expected}", _seqs(pos))
             )
-    inflight = {int(k) for k in state["inflight"]}
+    inflight = {int(k) for k in state.raw_sections().get("inflight", {})}
     if pending_ops is not None:
         pending = set(pending_ops)
         for op in sorted(inflight - pending):

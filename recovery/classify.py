@@ -54,7 +54,7 @@ import ccxt
 __all__ = ["RULES", "Action", "Outcome", "Rule", "classify", "is_definite_refusal"]
 
 
-class Action(str, enum.Enum):
+class Action(enum.StrEnum):
     """The order operation an exception came from."""
 
     CREATE = "create"

@@ -1,0 +1,233 @@
+"""Pure reconciliation: journal + exchange observations -> decisions.
+
+No I/O and no clock here (``now_ns`` is an argument), so every case is a fast
+table-driven unit test, and the same inputs always give the same decisions in
+the same order -- re-running reconciliation on the same journal and the same
+exchange answers writes the same records.
+
+Inputs
+    :class:`Inputs`: the journal's pending intents, the state's orders, trades
+    and balances.
+Observations
+    :class:`Observations`: what the exchange said, per symbol, and whether the
+    answer is *authoritative* for a time range (an order absent from an
+    authoritative answer does not exist; absent from a failed or partial query
+    means nothing -- a network error is never read as "not found").
+Decisions
+    :class:`Decision`: commit or abort a pending operation, journal an order
+    update or a fill, adopt an order of ours the state does not know, report an
+    external order, correct balances -- or leave an operation unresolved.
+
+The settle window: an order absent from the exchange is only *absent* once the
+venue's settle window has passed since the intent (Binance executes a signed
+request up to ``recvWindow`` after its timestamp); before that it is unresolved.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from journal import Record, parse_client_id
+
+from .normalize import CANCEL_NOT_APPLIED, NOT_ON_EXCHANGE, TARGET_NOT_ON_EXCHANGE
+
+__all__ = [
+    "Action",
+    "Decision",
+    "Inputs",
+    "Observations",
+    "SymbolView",
+    "decide",
+    "symbols_of",
+]
+
+OPEN = ("open", "pending")
+
+
+class Action(str, enum.Enum):
+    COMMIT = "commit"  #: settle a pending op with the exchange's order
+    ABORT = "abort"  #: settle a pending op: it did not happen
+    UNRESOLVED = "unresolved"  #: stays pending (reported; safe mode)
+    ORDER_UPDATE = "order_update"  #: a known order changed while we were away
+    FILL = "fill"  #: a trade the state has not applied
+    ADOPT = "adopt"  #: an order carrying our prefix the state does not know
+    EXTERNAL = "external"  #: someone else's order (reported, or handled by policy)
+    BALANCES = "balances"  #: balances differ from the state
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    op: int | None = None
+    client_id: str | None = None
+    symbol: str | None = None
+    data: Any = None
+    reason: str | None = None
+
+
+@dataclass
+class SymbolView:
+    """What the exchange said about one symbol.
+
+    ``orders`` maps client id -> normalised order for every order seen (open
+    orders and order history). ``history_from_ms`` is the start of the time
+    range the order history covers authoritatively (None: no history fetched,
+    or the fetch failed). ``trades`` are normalised trades; ``trades_ok`` says
+    whether the trade history was fetched completely.
+    """
+
+    orders: dict[str, dict[str, Any]] = field(default_factory=dict)
+    open_ok: bool = False
+    history_from_ms: int | None = None
+    trades: list[dict[str, Any]] = field(default_factory=list)
+    trades_ok: bool = False
+    lookups: dict[str, bool] = field(default_factory=dict)  # client id -> looked up authoritatively
+
+
+@dataclass
+class Observations:
+    symbols: dict[str, SymbolView] = field(default_factory=dict)
+    open_orders_all: list[dict[str, Any]] | None = None  # every open order (None: not fetched)
+    balances: dict[str, dict[str, Decimal]] | None = None  # None: not fetched
+
+    def view(self, symbol: str) -> SymbolView:
+        return self.symbols.setdefault(symbol, SymbolView())
+
+
+@dataclass
+class Inputs:
+    journal_id: str
+    pending: list[Record]
+    orders: Mapping[str, Mapping[str, Any]]
+    trades: Mapping[str, Any]
+    balances: Mapping[str, Mapping[str, Any]]
+
+
+def _target_symbol(rec: Record, orders: Mapping[str, Mapping[str, Any]]) -> str | None:
+    data = rec.data or {}
+    if data.get("symbol"):
+        return str(data["symbol"])
+    target = orders.get(data.get("client_id") or "")
+    return target.get("symbol") if target else None
+
+
+def symbols_of(inputs: Inputs) -> list[str]:
+    """Symbols reconciliation must look at: pending ops' and open orders', sorted."""
+    out = {s for s in (_target_symbol(r, inputs.orders) for r in inputs.pending) if s}
+    out |= {o["symbol"] for o in inputs.orders.values() if o.get("status") in OPEN and o.get("symbol")}
+    return sorted(out)
+
+
+def _found(view: SymbolView, client_id: str | None) -> dict[str, Any] | None:
+    return view.orders.get(client_id) if client_id else None
+
+
+def _authoritative_absent(view: SymbolView, client_id: str | None, intent_ms: int) -> bool:
+    """True when the exchange would have shown ``client_id`` and did not."""
+    if client_id and view.lookups.get(client_id):
+        return True
+    return view.history_from_ms is not None and view.history_from_ms <= intent_ms
+
+
+def _order_changed(known: Mapping[str, Any], seen: Mapping[str, Any]) -> bool:
+    if seen.get("status") != known.get("status"):
+        return True
+    seen_filled, known_filled = seen.get("filled"), known.get("filled")
+    return seen_filled is not None and (known_filled is None or seen_filled > known_filled)
+
+
+def decide(inputs: Inputs, obs: Observations, *, now_ns: int, settle_window_ms: int) -> list[Decision]:
+    """Every decision reconciliation takes, in a deterministic order."""
+    out: list[Decision] = []
+    settled_before_ms = now_ns // 1_000_000 - settle_window_ms
+    pending_targets: set[str] = set()
+    # 1. pending operations, oldest first
+    for rec in inputs.pending:
+        symbol = _target_symbol(rec, inputs.orders)
+        view = obs.symbols.get(symbol or "", SymbolView())
+        intent_ms = rec.ts_ns // 1_000_000
+        settled = intent_ms <= settled_before_ms
+        data = rec.data or {}
+        if rec.type in ("place_order", "edit_order"):
+            found = _found(view, rec.client_id)
+            if found is not None:
+                out.append(Decision(Action.COMMIT, rec.op, rec.client_id, symbol, found))
+            elif settled and _authoritative_absent(view, rec.client_id, intent_ms):
+                out.append(Decision(Action.ABORT, rec.op, rec.client_id, symbol, reason=NOT_ON_EXCHANGE))
+            else:
+                why = "inside the settle window" if not settled else "the exchange could not be asked"
+                out.append(Decision(Action.UNRESOLVED, rec.op, rec.client_id, symbol, reason=why))
+            if rec.type == "edit_order" and data.get("client_id"):
+                pending_targets.add(str(data["client_id"]))
+        elif rec.type == "cancel_order":
+            target = data.get("client_id")
+            pending_targets.add(str(target))
+            found = _found(view, target)
+            if found is not None and found.get("status") not in OPEN:
+                out.append(Decision(Action.COMMIT, rec.op, target, symbol, found))
+            elif found is not None and settled and view.open_ok:
+                out.append(Decision(Action.ABORT, rec.op, target, symbol, reason=CANCEL_NOT_APPLIED))
+            elif found is None and _authoritative_absent(view, target, intent_ms):
+                out.append(Decision(Action.ABORT, rec.op, target, symbol, reason=TARGET_NOT_ON_EXCHANGE))
+            else:
+                out.append(Decision(Action.UNRESOLVED, rec.op, target, symbol, reason="cancel outcome unknown"))
+        else:  # an operation type recovery does not know: only a person can settle it
+            out.append(Decision(Action.UNRESOLVED, rec.op, rec.client_id, symbol, reason=f"unknown type {rec.type}"))
+    settling = {d.client_id for d in out if d.action is Action.COMMIT}
+    # 2. orders the state knows: changes that happened while we were away
+    for client_id in sorted(inputs.orders):
+        known = inputs.orders[client_id]
+        if known.get("status") not in ("open",) or client_id in settling:
+            continue
+        view = obs.symbols.get(known.get("symbol") or "")
+        if view is None:
+            continue
+        seen = view.orders.get(client_id)
+        if seen is not None and _order_changed(known, seen):
+            out.append(Decision(Action.ORDER_UPDATE, known.get("op"), client_id, known.get("symbol"), seen))
+    # 3. trades not applied yet (deduplicated by symbol and trade id, no cap)
+    ours = set(inputs.orders) | {r.client_id for r in inputs.pending if r.client_id}
+    by_order_id = {o.get("id"): cid for cid, o in inputs.orders.items() if o.get("id")}
+    for symbol in sorted(obs.symbols):
+        seen_ids: set[str] = set()
+        for trade in sorted(obs.symbols[symbol].trades, key=lambda t: (t.get("timestamp") or 0, str(t.get("id")))):
+            tid = str(trade.get("id"))
+            if f"{symbol}:{tid}" in inputs.trades or tid in seen_ids:
+                continue
+            seen_ids.add(tid)
+            cid = trade.get("client_id") or by_order_id.get(trade.get("order_id"))
+            if cid is None or cid not in ours:
+                continue
+            out.append(Decision(Action.FILL, None, cid, symbol, dict(trade, client_id=cid)))
+    # 4. open orders the state does not know
+    if obs.open_orders_all is not None:
+        for order in sorted(obs.open_orders_all, key=lambda o: (o.get("symbol") or "", str(o.get("id")))):
+            cid = order.get("client_id")
+            if cid in ours or cid in pending_targets:
+                continue
+            if cid and parse_client_id(cid, inputs.journal_id) is not None:
+                out.append(Decision(Action.ADOPT, None, cid, order.get("symbol"), order))
+            else:
+                out.append(Decision(Action.EXTERNAL, None, cid, order.get("symbol"), order))
+    # 5. balances
+    if obs.balances is not None:
+        changed = {}
+        for asset in sorted(set(obs.balances) | set(inputs.balances)):
+            seen_bal = obs.balances.get(asset)
+            known_bal = inputs.balances.get(asset)
+            if seen_bal is None:
+                if known_bal is not None:
+                    changed[asset] = None
+            elif known_bal is None or any(known_bal.get(k) != seen_bal.get(k) for k in ("free", "used", "total")):
+                changed[asset] = seen_bal
+        if changed:
+            out.append(Decision(Action.BALANCES, data=changed))
+    return out
+
+
+def count(decisions: Iterable[Decision], action: Action) -> int:
+    return sum(1 for d in decisions if d.action is action)

@@ -32,6 +32,7 @@ from typing import Any
 
 import xxhash
 
+from .cli_output import base62 as _base62
 from .codec import decode
 from .errors import CorruptionError, DecodeError
 from .record import INTENT, KIND_NAMES, check, seq_key
@@ -183,6 +184,7 @@ class Dumper:
         self.damaged = 0
         self.first_damaged: int | None = None
         self.following = False
+        self.passed_until = False  # a record after --until was seen: following can stop
         self._prefix = "tj" + reader.journal_id
 
     # -- the hot loop ----------------------------------------------------------
@@ -207,6 +209,7 @@ class Dumper:
             if since is not None and ts < since:
                 continue
             if until is not None and ts > until:
+                self.passed_until = True
                 continue
             if kinds is not None and kind_code not in kinds:
                 continue
@@ -300,7 +303,7 @@ class Dumper:
         self.following = True
         stop = self.f.stop
         seen_txn = -1
-        while stop is None or pos <= stop:
+        while (stop is None or pos <= stop) and not self.passed_until:
             txn = self.reader.last_txnid()
             if txn != seen_txn:
                 seen_txn = txn
@@ -361,9 +364,3 @@ class Waker:
             self._observer.stop()
             self._observer.join(timeout=2)
             self._observer = None
-
-
-def _base62(n: int) -> str:
-    from .cli_output import base62
-
-    return base62(n)

@@ -1,1 +1,57 @@
-"""Everything that talks to an exchange (placeholder; filled in by later issues)."""
+"""Everything that talks to an exchange: reconciliation, journaled orders, the simulator.
+
+The lifecycle of a bot with tradejournal:
+
+1. ``StateManager(path, exchange).start()`` opens the journal (one writer per
+   directory), loads the state (newest valid snapshot + replay), and
+   **reconciles**: every pending operation is looked up on the exchange by its
+   client order id and settled with a journaled decision (``source="recovery"``);
+   orders, fills and balances that changed while the bot was down are
+   journaled; orders of this journal the state does not know are adopted,
+   others reported. What the exchange cannot answer stays pending, and the
+   manager refuses new orders (safe mode) until a later ``reconcile()``.
+2. The bot trades through ``place_order`` / ``cancel_order`` / ``edit_order``
+   (:mod:`recovery.orders`): intent durable first, then the ccxt call with the
+   journal's client id, then the commit with the exchange's answer -- or the
+   abort for a definite refusal (:mod:`recovery.classify`), or a lookup when
+   the outcome is in doubt.
+3. Autosave snapshots every 30 s and before critical operations; ``close()``
+   (or SIGTERM with signal handlers) saves and releases the journal.
+
+The Binance-spot simulator (:mod:`recovery.simulator`) and the ccxt factory
+(:mod:`recovery.testing`) let bot authors crash-test their own bots on
+127.0.0.1.
+"""
+
+from __future__ import annotations
+
+from .budget import Budget, BudgetExhausted
+from .classify import Outcome, classify, is_definite_refusal
+from .errors import RecoveryError
+from .manager import AsyncStateManager, SafeModeError, StateManager
+from .orders import OrderAbortedError, OrderInDoubtError, OrderJournal, OrderLookupError
+from .reconcile import AsyncReconciler, ReconcileReport, Reconciler
+from .simulator import TEST_API_KEY, TEST_SECRET, Simulator, SimulatorClient
+
+__all__ = [
+    "TEST_API_KEY",
+    "TEST_SECRET",
+    "AsyncReconciler",
+    "AsyncStateManager",
+    "Budget",
+    "BudgetExhausted",
+    "OrderAbortedError",
+    "OrderInDoubtError",
+    "OrderJournal",
+    "OrderLookupError",
+    "Outcome",
+    "ReconcileReport",
+    "Reconciler",
+    "RecoveryError",
+    "SafeModeError",
+    "Simulator",
+    "SimulatorClient",
+    "StateManager",
+    "classify",
+    "is_definite_refusal",
+]

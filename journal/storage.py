@@ -35,6 +35,7 @@ import lmdb
 
 from .codec import decode, encode
 from .errors import (
+    CorruptionError,
     ForkError,
     FormatVersionError,
     JournalClosedError,
@@ -245,6 +246,13 @@ class Storage:
                 txn = self.env.begin(buffers=False)
             try:
                 yield txn
+            except (lmdb.CorruptedError, lmdb.PageNotFoundError, lmdb.PanicError, lmdb.BadTxnError,
+                    lmdb.InvalidError, lmdb.IncompatibleError) as exc:  # fmt: skip
+                # LMDB's own structure (B-tree pages) is damaged: report, never guess
+                raise CorruptionError(
+                    f"{self.path}: the LMDB file is damaged ({type(exc).__name__}: {exc}); "
+                    "restore a backup (`journal backup`, emergency copies) and run `journal verify` on it"
+                ) from exc
             finally:
                 txn.abort()
         finally:

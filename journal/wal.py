@@ -482,9 +482,9 @@ class Journal:
         self._storage.check_usable()
         if self.readonly:
             return
-        with self._qlock:
-            if not self._queue:
-                return
+        # Always take the write lock: the flusher may hold a batch it took from
+        # the queue and be writing it right now; returning before that write
+        # is done would show a settled operation as pending.
         self._locked_drain()
         if self.durability is Durability.PROCESS:
             self._storage.env.sync(True)
@@ -911,6 +911,7 @@ class Journal:
                 raise ValueError(f"unknown kind(s) {bad}; known: {sorted(KIND_CODES)}")
             kind_codes = frozenset(KIND_CODES[k] for k in kinds)
         type_set = frozenset(types) if types is not None else None
+        self.flush()
         if op is not None:
             for rec in self.timeline(op):
                 if (start is None or rec.seq >= start) and (stop is None or rec.seq <= stop):

@@ -26,7 +26,18 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from recovery.orders import Call, Flow, FlowRunner, OrderAbortedError, OrderFlows, OrderInDoubtError, OrderLookupError
+from recovery.orders import (
+    Call,
+    Flow,
+    FlowRunner,
+    Order,
+    OrderAbortedError,
+    OrderFlows,
+    OrderInDoubtError,
+    OrderLookupError,
+    Params,
+    Target,
+)
 
 __all__ = ["AsyncOrderJournal", "OrderAbortedError", "OrderInDoubtError", "OrderLookupError"]
 
@@ -52,38 +63,26 @@ class AsyncOrderJournal(OrderFlows):
         return runner.result
 
     async def place_order(
-        self,
-        symbol: str,
-        type: str,
-        side: str,
-        amount: Any,
-        price: Any = None,
-        params: Mapping[str, Any] | None = None,
-    ) -> dict[str, Any]:
+        self, symbol: str, type: str, side: str, amount: Any, price: Any = None, params: Params = None
+    ) -> Order:
         """See :meth:`OrderJournal.place_order <recovery.orders.OrderJournal.place_order>`."""
         return await self._drive(self._place(symbol, type, side, amount, price, params))
 
-    async def cancel_order(self, client_id_or_order: str | Mapping[str, Any], symbol: str) -> dict[str, Any]:
+    async def cancel_order(self, client_id_or_order: Target, symbol: str) -> Order:
         """See :meth:`OrderJournal.cancel_order <recovery.orders.OrderJournal.cancel_order>`."""
         return await self._drive(self._cancel(client_id_or_order, symbol))
 
     async def edit_order(
-        self,
-        client_id_or_order: str | Mapping[str, Any],
-        symbol: str,
-        type: str,
-        side: str,
-        amount: Any,
-        price: Any = None,
-    ) -> dict[str, Any]:
+        self, client_id_or_order: Target, symbol: str, type: str, side: str, amount: Any, price: Any = None
+    ) -> Order:
         """See :meth:`OrderJournal.edit_order <recovery.orders.OrderJournal.edit_order>`."""
         return await self._drive(self._edit(client_id_or_order, symbol, type, side, amount, price))
 
-    async def lookup(self, client_id: str, symbol: str) -> dict[str, Any] | None:
+    async def lookup(self, client_id: str, symbol: str) -> Order | None:
         """See :meth:`OrderJournal.lookup <recovery.orders.OrderJournal.lookup>`."""
         return await self._drive(self._lookup(client_id, symbol))
 
-    async def resolve(self, op: int | str) -> dict[str, Any]:
+    async def resolve(self, op: int | str) -> Order:
         """See :meth:`OrderJournal.resolve <recovery.orders.OrderJournal.resolve>`."""
         return await self._drive(self._resolve(op))
 

@@ -32,7 +32,7 @@ import tempfile
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["main"]
+__all__ = ["check_against_exchange", "main", "recovered_result"]
 
 
 def _child(path: str, url: str, phase: str) -> int:
@@ -57,9 +57,17 @@ def _child(path: str, url: str, phase: str) -> int:
         manager.place_order("ETH/USDT", "limit", "buy", "0.25", "1950")
         print("  bot: unreachable: the crash point should have fired", flush=True)
         return 3
+    out = recovered_result(manager, report)
+    manager.close()
+    print("RESULT " + json.dumps(out), flush=True)
+    return 0
+
+
+def recovered_result(manager: Any, report: Any) -> dict[str, Any]:
+    """What a freshly recovered bot knows, as JSON-able data (then a second reconcile)."""
     state = manager.view()
     second = manager.reconcile()
-    out = {
+    return {
         "report": report.as_dict(),
         "second": second.as_dict(),
         "orders": {k: {"status": v.get("status"), "filled": str(v.get("filled")), "id": v.get("id"),
@@ -67,10 +75,8 @@ def _child(path: str, url: str, phase: str) -> int:
         "positions": {k: str(v.get("amount")) for k, v in state["positions"].items()},
         "balances": {k: str(v.get("total")) for k, v in state["balances"].items()},
         "pending": manager.journal.pending_ids() if manager.journal else [],
+        "verify": str(manager.journal.verify()) if manager.journal else "",
     }
-    manager.close()
-    print("RESULT " + json.dumps(out), flush=True)
-    return 0
 
 
 def _run_child(path: str, url: str, phase: str, crash_at: str | None) -> subprocess.CompletedProcess[str]:
@@ -87,8 +93,12 @@ def _run_child(path: str, url: str, phase: str, crash_at: str | None) -> subproc
     )
 
 
-def _checks(sim: Any, result: dict[str, Any]) -> list[str]:
-    """Every invariant the demo promises, checked against the simulator's books."""
+def check_against_exchange(sim: Any, result: dict[str, Any]) -> list[str]:
+    """Every invariant the demo (and the fault campaign) promises, checked against the simulator's books.
+
+    ``result`` is what a recovered bot reports: its orders, positions, balances,
+    pending op ids, and its second reconciliation's report. Returns the failures.
+    """
     failures = []
     orders = result["orders"]
     exchange_orders = sim.orders()
@@ -114,7 +124,8 @@ def _checks(sim: Any, result: dict[str, Any]) -> list[str]:
         failures.append(f"a client id was sent twice: {sorted(sent)}")
     positions: dict[str, Decimal] = {}
     for t in sim.trades():
-        symbol = next(m for m in ("BTC/USDT", "ETH/USDT") if m.replace("/", "") == t.symbol)
+        market = sim.core.market(t.symbol)
+        symbol = f"{market.base}/{market.quote}"
         positions[symbol] = positions.get(symbol, Decimal(0)) + (t.qty if t.is_buyer else -t.qty)
     for symbol, amount in positions.items():
         if Decimal(result["positions"].get(symbol, "0")) != amount:
@@ -149,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         with Simulator(prices={"BTC/USDT": "30000", "ETH/USDT": "2000"}) as sim:
             print(f"exchange simulator on {sim.url}; journal at {path}")
             print("1. the bot trades; it will be killed with SIGKILL right after the exchange accepts an order")
-            proc = _run_child(path, sim.url, "trade", "order_acknowledged")
+            proc = _run_child(path, sim.url, "trade", "order_acknowledged:6")
             print(proc.stdout, end="")
             if proc.returncode != -signal.SIGKILL:
                 print(f"demo FAILED: the bot was not killed at the crash point (exit {proc.returncode})")
@@ -182,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             for cid, o in sorted(result["orders"].items()):
                 print(f"     {cid}  {o['symbol']:9s} {o['status']:9s} filled {o['filled']}")
             print(f"     positions: {result['positions']}")
-            failures = _checks(sim, result)
+            failures = check_against_exchange(sim, result)
         print("4. checks: every exchange order known once, no client id sent twice, positions and balances "
               "match the exchange, nothing pending, a second reconcile changes nothing")  # fmt: skip
         for f in failures:

@@ -192,6 +192,10 @@ def decide(inputs: Inputs, obs: Observations, *, now_ns: int, settle_window_ms: 
     # 3. trades not applied yet (deduplicated by symbol and trade id, no cap)
     ours = set(inputs.orders) | {r.client_id for r in inputs.pending if r.client_id}
     by_order_id = {o.get("id"): cid for cid, o in inputs.orders.items() if o.get("id")}
+    for view in obs.symbols.values():  # orders found for pending operations carry their exchange id only there
+        for cid, o in view.orders.items():
+            if o.get("id") and cid in ours:
+                by_order_id.setdefault(o["id"], cid)
     for symbol in sorted(obs.symbols):
         seen_ids: set[str] = set()
         for trade in sorted(obs.symbols[symbol].trades, key=lambda t: (t.get("timestamp") or 0, str(t.get("id")))):

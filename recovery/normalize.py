@@ -133,7 +133,7 @@ def normalize_trade(
     """
     return {
         "id": _str_or_none(trade.get("id")),
-        "order_id": _str_or_none(trade.get("order")) or order_id,
+        "order_id": _str_or_none(trade.get("order") or trade.get("order_id")) or order_id,
         "client_id": client_id or _str_or_none(trade.get("clientOrderId") or trade.get("client_id")),
         "symbol": trade.get("symbol") or symbol,
         "side": trade.get("side") or side,
@@ -151,11 +151,11 @@ def normalize_order(order: Mapping[str, Any], *, client_id: str | None = None) -
     ``client_id`` names the order when the answer does not: Binance's cancel
     answer carries the *cancel's* new id in ``clientOrderId`` and the order's
     in ``info["origClientOrderId"]``, which is read here (and only that: the
-    raw ``info`` is never copied).
+    raw ``info`` is never copied). Normalising a normalised order gives it back.
     """
     info = order.get("info")
     original = info.get("origClientOrderId") if isinstance(info, Mapping) else None
-    cid = client_id or _str_or_none(original) or _str_or_none(order.get("clientOrderId"))
+    cid = client_id or _str_or_none(original or order.get("clientOrderId") or order.get("client_id"))
     order_id = _str_or_none(order.get("id"))
     symbol, side = order.get("symbol"), order.get("side")
     trades = order.get("trades") or []

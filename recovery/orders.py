@@ -53,7 +53,7 @@ from typing import Any, Generic, TypeVar
 
 import ccxt
 
-from journal import Journal
+from journal import Journal, crashpoints
 from recovery.classify import Action, Outcome, classify
 from recovery.errors import RecoveryError
 from recovery.normalize import (
@@ -79,12 +79,25 @@ __all__ = [
     "OrderFlows",
     "OrderInDoubtError",
     "OrderJournal",
+    "OpRef",
+    "Order",
     "OrderLookupError",
+    "Params",
     "Sleep",
+    "Target",
 ]
+
+#: Crash point: the exchange acknowledged an operation, its commit marker is not written yet.
+ORDER_ACKNOWLEDGED = crashpoints.register("order_acknowledged")
 
 log = logging.getLogger("recovery.orders")
 T = TypeVar("T")
+#: A normalised order (``docs/records.md``), as the helpers return it.
+Order = dict[str, Any]
+#: The order a cancel or edit acts on: its client id, or the order dict (normalised or ccxt).
+Target = str | Mapping[str, Any]
+#: Extra ccxt parameters of a new order.
+Params = Mapping[str, Any] | None
 
 #: Added to ``recvWindow`` for the default settle window: Binance refuses timestamps >1 s ahead of its clock.
 CLOCK_SKEW_MS = 1000
@@ -95,12 +108,35 @@ _CREDENTIALS = ("apiKey", "secret", "password", "uid", "privateKey", "walletAddr
 
 
 # ------------------------------------------------------------------ errors
-def _naming(op_id: int, type: str, client_id: str, symbol: str, target: str | None) -> str:
-    on = f"; order {target}" if target and target != client_id else ""
-    return f"{type} op {op_id} (client id {client_id}, {symbol}{on})"
+@dataclass(frozen=True)
+class OpRef:
+    """Names one operation in errors: op id, type, its client id, symbol, and the order a cancel or edit targets."""
+
+    op_id: int
+    type: str
+    client_id: str
+    symbol: str
+    target: str | None = None
+
+    def __str__(self) -> str:
+        on = f"; order {self.target}" if self.target and self.target != self.client_id else ""
+        return f"{self.type} op {self.op_id} (client id {self.client_id}, {self.symbol}{on})"
 
 
-class OrderInDoubtError(RecoveryError):
+class _OperationError(RecoveryError):
+    def __init__(self, ref: OpRef, text: str) -> None:
+        super().__init__(f"{ref} {text}")
+        self.ref = ref
+        self.op_id, self.type, self.client_id, self.symbol, self.target = (
+            ref.op_id,
+            ref.type,
+            ref.client_id,
+            ref.symbol,
+            ref.target,
+        )
+
+
+class OrderInDoubtError(_OperationError):
     """The exchange could not be asked whether an operation happened; it stays pending.
 
     ``op_id``, ``type``, ``client_id`` (the operation's), ``symbol`` and
@@ -109,46 +145,25 @@ class OrderInDoubtError(RecoveryError):
     settles it from the exchange.
     """
 
-    def __init__(
-        self,
-        op_id: int,
-        type: str,
-        client_id: str,
-        symbol: str,
-        cause: BaseException | None = None,
-        target: str | None = None,
-    ) -> None:
+    def __init__(self, ref: OpRef, cause: BaseException | None = None) -> None:
         after = f" after {cause.__class__.__name__}" if cause is not None else ""
         super().__init__(
-            f"{_naming(op_id, type, client_id, symbol, target)} is in doubt{after} and the exchange could not "
-            "be asked; the journal keeps it pending; startup reconciliation or `journal resolve` will settle "
-            f"it (or call resolve({op_id}) once the exchange answers). Do not send it again."
+            ref,
+            f"is in doubt{after} and the exchange could not be asked; the journal keeps it pending; startup "
+            f"reconciliation or `journal resolve` will settle it (or call resolve({ref.op_id}) once the "
+            "exchange answers). Do not send it again.",
         )
-        self.op_id, self.type, self.client_id, self.symbol, self.target = op_id, type, client_id, symbol, target
 
 
-class OrderAbortedError(RecoveryError):
+class OrderAbortedError(_OperationError):
     """An operation in doubt was looked up and found not to have happened; it is aborted.
 
     ``reason`` is the abort reason journaled; a new operation (with a new
     client id) may safely try again.
     """
 
-    def __init__(
-        self,
-        op_id: int,
-        type: str,
-        client_id: str,
-        symbol: str,
-        reason: str,
-        target: str | None = None,
-        detail: str = "",
-    ) -> None:
-        super().__init__(
-            f"{_naming(op_id, type, client_id, symbol, target)} was aborted: {reason}{detail}; "
-            "it is safe to try again with a new operation"
-        )
-        self.op_id, self.type, self.client_id, self.symbol, self.target = op_id, type, client_id, symbol, target
+    def __init__(self, ref: OpRef, reason: str, detail: str = "") -> None:
+        super().__init__(ref, f"was aborted: {reason}{detail}; it is safe to try again with a new operation")
         self.reason = reason
 
 
@@ -337,15 +352,18 @@ class OrderFlows:
             if rec.kind == "commit":
                 return dict(rec.data)
             if rec.kind == "abort":
-                target = intent.data.get("client_id")
-                reason = rec.data.get("reason", "?")
-                raise OrderAbortedError(intent.op, intent.type, intent.client_id, intent.data["symbol"], reason, target)
+                ref = OpRef(
+                    intent.op, intent.type, intent.client_id, intent.data["symbol"], intent.data.get("client_id")
+                )
+                raise OrderAbortedError(ref, rec.data.get("reason", "?"))
         # after a restart the failure time is gone: the call lasted at most the exchange's timeout
         failed_ns = self._failed_ns.get(intent.op, intent.ts_ns + int(self.exchange.timeout) * 1_000_000)
         return (yield from self._settle(intent.op, intent.type, intent.client_id, intent.data, None, failed_ns))
 
     # -- outcomes ------------------------------------------------------------
     def _commit(self, op_id: int, result: dict[str, Any]) -> dict[str, Any]:
+        # the exchange has acknowledged the operation; the journal does not know yet
+        crashpoints.reached(ORDER_ACKNOWLEDGED)
         self.journal.commit(op_id, result)
         self._failed_ns.pop(op_id, None)
         return result
@@ -382,7 +400,8 @@ class OrderFlows:
         answered: bool = False,
     ) -> Flow[dict[str, Any]]:
         """Settle an operation in doubt from lookups, or raise OrderInDoubtError (it stays pending)."""
-        symbol, target = data["symbol"], data.get("client_id")
+        symbol = data["symbol"]
+        ref = OpRef(op_id, type, client_id, symbol, data.get("client_id"))
         deadline_ns = failed_ns + self.settle_window_ms * 1_000_000
         verdict: Callable[..., tuple[Verdict, str | None]] = create_verdict
         looked_up = client_id
@@ -393,7 +412,7 @@ class OrderFlows:
             found = yield from self._look(looked_up, symbol, lambda f: verdict(f, settled=answered)[0], deadline_ns)
         except OrderLookupError as exc:
             self._failed_ns[op_id] = failed_ns
-            raise OrderInDoubtError(op_id, type, client_id, symbol, cause, target) from exc
+            raise OrderInDoubtError(ref, cause) from exc
         detail = ""
         if type == "edit_order":
             detail = yield from self._observe_target(op_id, data["client_id"], symbol)
@@ -403,7 +422,7 @@ class OrderFlows:
             return self._commit(op_id, {**found, "resolved_by": "lookup"})
         assert reason is not None
         self._abort(op_id, reason, cause)
-        raise OrderAbortedError(op_id, type, client_id, symbol, reason, target, detail) from cause
+        raise OrderAbortedError(ref, reason, detail) from cause
 
     def _look(
         self, client_id: str, symbol: str, verdict: Callable[[dict[str, Any] | None], Verdict], deadline_ns: int
@@ -464,18 +483,12 @@ class OrderJournal(OrderFlows):
         return runner.result
 
     def place_order(
-        self,
-        symbol: str,
-        type: str,
-        side: str,
-        amount: Any,
-        price: Any = None,
-        params: Mapping[str, Any] | None = None,
-    ) -> dict[str, Any]:
+        self, symbol: str, type: str, side: str, amount: Any, price: Any = None, params: Params = None
+    ) -> Order:
         """Place a ``limit`` or ``market`` order; ``params`` go to ccxt (never a client id: the journal's is used)."""
         return self._drive(self._place(symbol, type, side, amount, price, params))
 
-    def cancel_order(self, client_id_or_order: str | Mapping[str, Any], symbol: str) -> dict[str, Any]:
+    def cancel_order(self, client_id_or_order: Target, symbol: str) -> Order:
         """Cancel an order (by client id, or an order dict); returns it as the exchange reports it.
 
         An order that is already closed or canceled is returned as it is (the
@@ -484,25 +497,19 @@ class OrderJournal(OrderFlows):
         return self._drive(self._cancel(client_id_or_order, symbol))
 
     def edit_order(
-        self,
-        client_id_or_order: str | Mapping[str, Any],
-        symbol: str,
-        type: str,
-        side: str,
-        amount: Any,
-        price: Any = None,
-    ) -> dict[str, Any]:
+        self, client_id_or_order: Target, symbol: str, type: str, side: str, amount: Any, price: Any = None
+    ) -> Order:
         """Replace an order (Binance cancel-replace); returns the NEW order, whose client id is the edit op's."""
         return self._drive(self._edit(client_id_or_order, symbol, type, side, amount, price))
 
-    def lookup(self, client_id: str, symbol: str) -> dict[str, Any] | None:
+    def lookup(self, client_id: str, symbol: str) -> Order | None:
         """The normalised order with ``client_id``; None only if the exchange says it has none.
 
         Raises :class:`OrderLookupError` when the exchange does not answer.
         """
         return self._drive(self._lookup(client_id, symbol))
 
-    def resolve(self, op: int | str) -> dict[str, Any]:
+    def resolve(self, op: int | str) -> Order:
         """Settle a pending operation of this helper (op id or client id) from the exchange now.
 
         Returns the committed result (at once if it already was committed);

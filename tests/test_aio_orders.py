@@ -16,7 +16,19 @@ from recovery.aio_orders import AsyncOrderJournal, OrderAbortedError, OrderInDou
 from recovery.normalize import CANCEL_NOT_APPLIED, NOT_ON_EXCHANGE
 from recovery.simulator import Simulator
 from recovery.testing import AsyncExchanges
-from tests.test_orders import CANCEL, FAST, ORDER, REPLACE, SYMBOL, arm, check_invariants, on_exchange, ops, outcome
+from tests.test_orders import (
+    CANCEL,
+    DURABILITY,
+    FAST,
+    ORDER,
+    REPLACE,
+    SYMBOL,
+    arm,
+    check_invariants,
+    on_exchange,
+    ops,
+    outcome,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +37,7 @@ Scenario = Callable[[AsyncOrderJournal], Awaitable[Any]]
 
 @pytest.fixture
 def journal(tmp_path: Path) -> Iterator[Journal]:
-    with Journal(tmp_path / "journal") as j:
+    with Journal(tmp_path / "journal", durability=DURABILITY) as j:
         yield j
 
 

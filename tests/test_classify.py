@@ -16,11 +16,12 @@ from recovery.normalize import NOT_ON_EXCHANGE
 from recovery.orders import OrderAbortedError, OrderJournal
 from recovery.simulator import Simulator
 from recovery.testing import make_exchange
+from tests.test_orders import DURABILITY
 
 SYMBOL = "BTC/USDT"
 ORDER = ("POST", "/api/v3/order")
 D, U, N = Outcome.DEFINITE, Outcome.IN_DOUBT, Outcome.NOT_FOUND
-FAST = {"settle_window_ms": 100, "lookup_retries": 1, "backoff_s": 0.01}
+FAST: dict[str, Any] = {"settle_window_ms": 100, "lookup_retries": 1, "backoff_s": 0.01}
 
 
 # ---------------------------------------------------------------- the table
@@ -113,7 +114,7 @@ def make(simulator: Simulator, tmp_path: Path) -> Iterator[Callable[..., tuple[O
 
     def factory(**config: Any) -> tuple[OrderJournal, Spy]:
         ex = make_exchange(simulator.url, timeout_ms=400, **config)
-        journal = Journal(tmp_path / f"j{len(opened)}")
+        journal = Journal(tmp_path / f"j{len(opened)}", durability=DURABILITY)
         opened.append((ex, journal))
         ex.load_markets()
         spy = Spy(ex)
@@ -250,7 +251,8 @@ def test_ambiguous_refusals_are_in_doubt(
     simulator: Simulator,
 ) -> None:
     oj, spy = make()
-    simulator.faults.arm(*ORDER, "reject", code=code, **({"msg": msg} if msg else {}))
+    options: dict[str, Any] = {"msg": msg} if msg else {}
+    simulator.faults.arm(*ORDER, "reject", code=code, **options)
     with pytest.raises(OrderAbortedError, match=NOT_ON_EXCHANGE):
         oj.place_order(SYMBOL, "limit", "buy", "0.001", "29000")
     assert type(spy.raised[0]) is raised and classify(spy.raised[0]) is U

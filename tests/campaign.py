@@ -137,14 +137,15 @@ def family_crash(size: int, seed: int, root: Path) -> Family:
     with Simulator(prices=_prices(), balances={"USDT": "1000000", "BTC": "10", "ETH": "100", "SOL": "1000"}) as sim:
         filler = _Filler(sim, seed)
         filler.start()
+        fills = 0
         path = root / "crash.journal"
         for run in range(size):
-            if rnd.random() < 0.7:
-                point = f"{rnd.choice(CRASH_POINTS)}:{rnd.randint(1, 12)}"
+            if run % 4 != 3:  # three runs in four at a named crash point, cycling through them
+                point = f"{CRASH_POINTS[(run - run // 4) % len(CRASH_POINTS)]}:{rnd.randint(1, 6)}"
                 proc = _bot(path, sim.url, seed + run, 30, "trade", crash_at=point)
             else:
                 point = "random"
-                proc = _bot(path, sim.url, seed + run, 30, "trade", kill_after_s=rnd.uniform(0.3, 2.5))
+                proc = _bot(path, sim.url, seed + run, 30, "trade", kill_after_s=rnd.uniform(0.5, 1.5))
             fam.runs += 1
             if proc.returncode == -signal.SIGKILL:
                 fam.faults += 1
@@ -152,11 +153,13 @@ def family_crash(size: int, seed: int, root: Path) -> Family:
                 fam.violations.append(f"run {run} ({point}): bot failed {proc.returncode}: {proc.stderr[-500:]}")
             filler.stop.set()
             filler.join()
+            fills += filler.fills
             _check(sim, path, fam, f"run {run} ({point})")
             filler = _Filler(sim, seed + run + 1)
             filler.start()
         filler.stop.set()
-        fam.notes["exchange_fills"] = filler.fills
+        filler.join()
+        fam.notes["exchange_fills"] = fills + filler.fills
         fam.notes["orders_on_exchange"] = len(sim.orders())
     return fam
 

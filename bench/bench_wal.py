@@ -19,9 +19,8 @@ from typing import Any
 import lmdb
 import pytest
 
-from journal import Journal
-
 from bench.conftest import ratio
+from journal import Journal
 
 ORDER = {
     "symbol": "BTC/USDT",

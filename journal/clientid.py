@@ -38,7 +38,7 @@ MAX_CLIENT_ID_LENGTH = 32
 
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _INDEX = {c: i for i, c in enumerate(_ALPHABET)}
-_JOURNAL_ID_RE = re.compile(r"^[A-Za-z0-9]{%d}$" % JOURNAL_ID_LENGTH)
+_JOURNAL_ID_RE = re.compile(rf"^[A-Za-z0-9]{{{JOURNAL_ID_LENGTH}}}$")
 
 
 def new_journal_id() -> str:

@@ -119,12 +119,13 @@ class Record:
         return out
 
 
-def check(key: bytes, value: bytes, prev_chain: int | None) -> tuple[int, int]:
+def check(key: bytes | memoryview, value: bytes | memoryview, prev_chain: int | None) -> tuple[int, int]:
     """Check one stored record; return ``(seq, chain)`` or raise CorruptionError.
 
     ``prev_chain`` is the previous record's chain value, or ``None`` to check
     the checksum only.
     """
+    key = bytes(key)
     seq = _SEQ.unpack(key)[0] if len(key) == 8 else -1
     if len(key) != 8 or len(value) < HEADER.size:
         raise CorruptionError(f"record at seq {seq}: malformed key or value ({len(value)} bytes)", seq)
@@ -139,7 +140,7 @@ def check(key: bytes, value: bytes, prev_chain: int | None) -> tuple[int, int]:
     return seq, chain
 
 
-def unframe(key: bytes, value: bytes, journal_id: str) -> Record:
+def unframe(key: bytes | memoryview, value: bytes | memoryview, journal_id: str) -> Record:
     """Decode a stored record (checksum verified; chain not checked here)."""
     seq, chain = check(key, value, None)
     _, _, ts_ns, kind_code, _ = HEADER.unpack_from(value)

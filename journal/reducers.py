@@ -271,7 +271,7 @@ def _apply_trade(state: State, trade: dict[str, Any], seq: int) -> bool:
         dict(pos, amount=pos["amount"] + signed, cost=pos["cost"] + signed_cost, fees=fees, last_seq=seq),
     )
     order = state.get("orders", client_id) if client_id else None
-    if order is not None:
+    if order is not None and client_id is not None:
         trades_filled = (order.get("trades_filled") or _ZERO) + amount
         filled = max(order.get("filled") or _ZERO, trades_filled)
         changes: dict[str, Any] = {"filled": filled, "trades_filled": trades_filled, "last_seq": seq}

@@ -77,7 +77,7 @@ class SnapshotInfo:
     problem: str | None = None
 
 
-def _digest(blob: bytes) -> bytes:
+def _digest(blob: bytes | memoryview) -> bytes:
     return xxhash.xxh3_128_digest(blob)
 
 

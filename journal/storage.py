@@ -60,7 +60,7 @@ T = TypeVar("T")
 
 _open_paths: dict[str, int] = {}  # realpath -> id(storage), writers in this process
 _open_lock = threading.Lock()
-_all_storages: "weakref.WeakSet[Storage]" = weakref.WeakSet()
+_all_storages: weakref.WeakSet[Storage] = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:
@@ -113,7 +113,7 @@ class Storage:
         except BaseException:
             self._release_lock()
             raise
-        self.dbs: dict[bytes, Any] = {}
+        self.dbs: dict[str, Any] = {}
         try:
             self._open_dbs()
         except BaseException:

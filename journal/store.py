@@ -229,7 +229,11 @@ class StateStore:
         ``consistent_copy=False`` checks the live state without copying it: only
         when no other thread writes (as during load).
         """
-        pending = self.journal.pending_ids() if not self.journal.readonly else [r.op for r in self.journal.pending()]
+        pending = (
+            self.journal.pending_ids()
+            if not self.journal.readonly
+            else [r.op for r in self.journal.pending() if r.op is not None]
+        )
         return validate(self.view() if consistent_copy else self.state, pending)
 
     @property

@@ -71,7 +71,7 @@ _MISSING = object()
 T = TypeVar("T")
 
 
-class Durability(str, enum.Enum):
+class Durability(enum.StrEnum):
     """How much a crash may lose. Pick with ``Journal(path, durability=...)``.
 
     ``FULL``

@@ -30,7 +30,7 @@ from .classify import Outcome, classify, is_definite_refusal
 from .errors import RecoveryError
 from .manager import AsyncStateManager, SafeModeError, StateManager
 from .orders import OrderAbortedError, OrderInDoubtError, OrderJournal, OrderLookupError
-from .reconcile import AsyncReconciler, ReconcileReport, Reconciler
+from .reconcile import AsyncReconciler, Reconciler, ReconcileReport
 from .simulator import TEST_API_KEY, TEST_SECRET, Simulator, SimulatorClient
 
 __all__ = [

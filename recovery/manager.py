@@ -48,7 +48,7 @@ from journal.store import StateStore
 from .aio_orders import AsyncOrderJournal
 from .errors import RecoveryError
 from .orders import OrderJournal
-from .reconcile import AsyncReconciler, ReconcileReport, Reconciler
+from .reconcile import AsyncReconciler, Reconciler, ReconcileReport
 
 __all__ = ["AsyncStateManager", "SafeModeError", "StateManager", "scrub_exchange_logs"]
 
@@ -435,10 +435,10 @@ class AsyncStateManager(_Core):
         self._check_safe("edit_order", allow_unsafe)
         return await self._orders().edit_order(client_id_or_order, symbol, type, side, amount, price)
 
-    def record_fill(self, trade: Mapping[str, Any], client_id: str | None = None) -> int:
+    async def record_fill(self, trade: Mapping[str, Any], client_id: str | None = None) -> int:
         self._check_open()
-        return self._orders().record_fill(trade, client_id)
+        return await self._orders().record_fill(trade, client_id)
 
-    def record_order_update(self, order: Mapping[str, Any], client_id: str | None = None) -> int:
+    async def record_order_update(self, order: Mapping[str, Any], client_id: str | None = None) -> int:
         self._check_open()
-        return self._orders().record_order_update(order, client_id)
+        return await self._orders().record_order_update(order, client_id)

@@ -48,7 +48,7 @@ __all__ = [
 OPEN = ("open", "pending")
 
 
-class Action(str, enum.Enum):
+class Action(enum.StrEnum):
     COMMIT = "commit"  #: settle a pending op with the exchange's order
     ABORT = "abort"  #: settle a pending op: it did not happen
     UNRESOLVED = "unresolved"  #: stays pending (reported; safe mode)
@@ -183,10 +183,10 @@ def decide(inputs: Inputs, obs: Observations, *, now_ns: int, settle_window_ms: 
         known = inputs.orders[client_id]
         if known.get("status") not in ("open",) or client_id in settling:
             continue
-        view = obs.symbols.get(known.get("symbol") or "")
-        if view is None:
+        known_view = obs.symbols.get(known.get("symbol") or "")
+        if known_view is None:
             continue
-        seen = view.orders.get(client_id)
+        seen = known_view.orders.get(client_id)
         if seen is not None and _order_changed(known, seen):
             out.append(Decision(Action.ORDER_UPDATE, known.get("op"), client_id, known.get("symbol"), seen))
     # 3. trades not applied yet (deduplicated by symbol and trade id, no cap)
@@ -203,23 +203,23 @@ def decide(inputs: Inputs, obs: Observations, *, now_ns: int, settle_window_ms: 
             if f"{symbol}:{tid}" in inputs.trades or tid in seen_ids:
                 continue
             seen_ids.add(tid)
-            cid = trade.get("client_id") or by_order_id.get(trade.get("order_id"))
-            if cid is None or cid not in ours:
+            trade_cid = trade.get("client_id") or by_order_id.get(trade.get("order_id"))
+            if trade_cid is None or trade_cid not in ours:
                 continue
-            out.append(Decision(Action.FILL, None, cid, symbol, dict(trade, client_id=cid)))
+            out.append(Decision(Action.FILL, None, trade_cid, symbol, dict(trade, client_id=trade_cid)))
     # 4. open orders the state does not know
     if obs.open_orders_all is not None:
         for order in sorted(obs.open_orders_all, key=lambda o: (o.get("symbol") or "", str(o.get("id")))):
-            cid = order.get("client_id")
-            if cid in ours or cid in pending_targets:
+            open_cid = order.get("client_id")
+            if open_cid in ours or open_cid in pending_targets:
                 continue
-            if cid and parse_client_id(cid, inputs.journal_id) is not None:
-                out.append(Decision(Action.ADOPT, None, cid, order.get("symbol"), order))
+            if open_cid and parse_client_id(open_cid, inputs.journal_id) is not None:
+                out.append(Decision(Action.ADOPT, None, open_cid, order.get("symbol"), order))
             else:
-                out.append(Decision(Action.EXTERNAL, None, cid, order.get("symbol"), order))
+                out.append(Decision(Action.EXTERNAL, None, open_cid, order.get("symbol"), order))
     # 5. balances
     if obs.balances is not None:
-        changed = {}
+        changed: dict[str, Any] = {}
         for asset in sorted(set(obs.balances) | set(inputs.balances)):
             seen_bal = obs.balances.get(asset)
             known_bal = inputs.balances.get(asset)

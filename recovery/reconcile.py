@@ -133,9 +133,9 @@ def _gather(inputs: Inputs, cfg: dict[str, Any], errors: list[str]) -> Generator
             cid = data.get("client_id") if rec.type == "cancel_order" else rec.client_id
             if cid and cid not in view.orders:
                 wanted[cid] = _intent_ms(rec)
-        for cid, order in inputs.orders.items():
-            if order.get("symbol") == symbol and order.get("status") == "open" and cid not in view.orders:
-                wanted[cid] = int(order.get("timestamp") or 0)
+        for known_cid, known in inputs.orders.items():
+            if known.get("symbol") == symbol and known.get("status") == "open" and known_cid not in view.orders:
+                wanted[known_cid] = int(known.get("timestamp") or 0)
         if wanted and len(wanted) <= int(cfg["lookup_threshold"]):
             for cid in sorted(wanted):
                 result, exc = yield _Query("fetch_order", (None, symbol), {"params": {"clientOrderId": cid}})

@@ -9,6 +9,7 @@ import sys
 from decimal import Decimal as D
 from pathlib import Path
 
+import ccxt
 import pytest
 
 from journal.autosave import emergency_backup
@@ -32,7 +33,7 @@ def test_no_secret_in_journal_logs_backups_or_dump(tmp_path: Path, caplog: pytes
             m.start()
             m.place_order("BTC/USDT", "limit", "buy", "0.01", "29000")
             sim.faults.arm("POST", "/api/v3/order", "reject", code=-2010)
-            with pytest.raises(Exception):
+            with pytest.raises(ccxt.InsufficientFunds):
                 m.place_order("BTC/USDT", "limit", "buy", "1000", "29000")
             sim.faults.arm("POST", "/api/v3/order", "commit_then_drop")
             m.place_order("BTC/USDT", "limit", "buy", "0.01", "29100")

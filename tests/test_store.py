@@ -221,7 +221,7 @@ def test_no_valid_snapshot_and_compacted_log_is_a_clear_error(tmp_path: Path) ->
     path = tmp_path / "j"
     with Journal(path) as j:
         s = StateStore(j)
-        for round_ in range(3):
+        for _ in range(3):
             _workload(j, 5)
             s.save(full=True)
         assert s.compact(retention_s=0) > 0

@@ -311,7 +311,14 @@ def family_load(size: int, seed: int, root: Path) -> Family:
         follower.send_signal(signal.SIGINT)
         out, err = follower.communicate(timeout=30)
     fam.runs = threads_n * per_thread
-    seen = [json.loads(line)["seq"] for line in out.splitlines() if line.startswith("{")]
+    seen = []
+    lines = out.splitlines()
+    for i, line in enumerate(lines):
+        try:
+            seen.append(json.loads(line)["seq"])
+        except (ValueError, KeyError):
+            if i != len(lines) - 1:  # only a line cut by Ctrl-C may be partial
+                fam.violations.append(f"load: follower printed a line that is not a record: {line[:200]!r}")
     if errors:
         fam.violations.extend(f"load: {type(e).__name__}: {e}" for e in errors[:5])
     if not verify.ok:

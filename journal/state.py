@@ -3,8 +3,9 @@
 A :class:`State` holds named *sections*, each a map from a str key to a plain
 value (what :mod:`journal.codec` stores): ``orders`` (by client id),
 ``positions`` (by symbol), ``balances`` (by asset), ``strategies`` (by name),
-``trades`` (applied fills, by ``symbol:trade id``, so a fill is applied once)
-and any custom section a bot adds.
+``trades`` (applied fills, by ``symbol:trade id``, so a fill is applied once),
+``inflight`` (operations begun and not yet settled, by op id) and any custom
+section a bot adds.
 
 Rules that make snapshots cheap and replay exact:
 
@@ -28,7 +29,7 @@ from typing import Any
 from .codec import encode
 from .errors import CodecError
 
-__all__ = ["BUILTIN_SECTIONS", "State"]
+__all__ = ["BUILTIN_SECTIONS", "State", "check_value"]
 
 BUILTIN_SECTIONS = ("orders", "positions", "balances", "strategies", "trades", "inflight")
 
@@ -100,7 +101,7 @@ class State:
         if not isinstance(key, str):
             raise TypeError(f"state keys are str; got {type(key).__name__} {key!r} in section {section!r}")
         if self.check_values:
-            _check(section, key, value)
+            check_value(section, key, value)
         items = self._sections.get(section)
         if items is None:
             items = self._sections[section] = {}
@@ -144,7 +145,8 @@ class State:
         return self._sections
 
 
-def _check(section: str, key: str, value: Any) -> None:
+def check_value(section: str, key: str, value: Any) -> None:
+    """Raise :class:`CodecError` naming ``section[key]`` if ``value`` cannot be stored."""
     try:
         encode(value)
     except CodecError as exc:

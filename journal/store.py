@@ -37,7 +37,7 @@ from .errors import CorruptionError, DecodeError, ReadOnlyError
 from .migrate import SCHEMA_VERSION, Migrations
 from .record import Record
 from .reducers import Reducers
-from .state import State
+from .state import State, check_value
 from .validate import Violation, validate
 from .wal import Journal
 
@@ -341,16 +341,7 @@ class StateStore:
         """
         if not isinstance(section, str) or not section or not isinstance(key, str) or not key:
             raise ValueError("section and key must be non-empty str")
-        from .codec import encode
-        from .errors import CodecError
-
-        try:
-            encode(value)
-        except CodecError as exc:
-            raise CodecError(
-                f"state value {section}[{key!r}] cannot be stored: {exc}; the state and the journal are unchanged",
-                f"{section}[{key!r}]" + exc.path.removeprefix("$"),
-            ) from None
+        check_value(section, key, value)
         data = {"section": section, "key": key, "value": value, "reason": reason}
         return self.journal.record("state_set", data, source=source)
 

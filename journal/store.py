@@ -111,7 +111,7 @@ class StateStore:
                 if rec.seq > self.state.seq:
                     self._apply(rec)
         self.state.check_values = self.reducers.custom
-        violations = self.validate(consistent_copy=self.journal.readonly)
+        violations = self.validate(consistent_copy=not self.journal.readonly)
         for v in violations:
             log.warning("state invariant violated after load of %s: %s", j.path, v)
         log.info(

@@ -26,8 +26,9 @@ Exit codes:
 - 141: stdout closed early (``journal dump | head``), quietly, as a tool
   killed by SIGPIPE would.
 
-Adding a command (the state engineer's ``snapshots``, ``state``, ``diff``,
-``correct``, ``compact``): one function, registered with :func:`command`::
+Adding a command (:mod:`journal.cli_state` adds ``snapshots``, ``state``,
+``diff``, ``correct`` and ``compact`` this way): one function, registered
+with :func:`command`::
 
     @command("state", help="print the state at a sequence number",
              example="journal state bot.journal --at 1200 --json",
@@ -52,6 +53,7 @@ import importlib.util
 import json
 import os
 import re
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -60,8 +62,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, NoReturn
 
-from .cli_follow import Dumper, Filters, LogReader, Waker, open_reader
-from .cli_output import Output, iso_ns
+from .cli_follow import Dumper, Filters, LogReader, Waker, dbs, open_reader, writer_pid
+from .cli_output import Output, age_text, iso_ns, ms, record_dict
 from .errors import (
     CorruptionError,
     FormatVersionError,
@@ -72,7 +74,7 @@ from .errors import (
     UnknownOperationError,
 )
 from .record import HEADER, KIND_CODES, KIND_NAMES
-from .storage import FORMAT_VERSION, LOCK_FILE
+from .storage import FORMAT_VERSION
 from .wal import Journal
 
 __all__ = [
@@ -93,7 +95,9 @@ __all__ = [
     "arg",
     "build_parser",
     "command",
+    "exclusive",
     "main",
+    "parse_time_ns",
     "verify_check",
 ]
 
@@ -259,15 +263,15 @@ Read commands never block the bot; run 'journal COMMAND --help' for an example."
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser: one group of verb subcommands, shared options defined once."""
-    output = argparse.ArgumentParser(add_help=False)
+    output = _Parser(add_help=False)
     group = output.add_argument_group("output")
-    mode = group.add_mutually_exclusive_group()
-    mode.add_argument("--json", action="store_true", help="one JSON object per line (default when piped)")
-    mode.add_argument("--table", action="store_true", help="a table for people (default on a terminal)")
+    # (a mutually exclusive group would leave this argument group when copied from a parent parser)
+    group.add_argument("--json", action="store_true", help="one JSON object per line (default when piped)")
+    group.add_argument("--table", action="store_true", help="a table for people (default on a terminal)")
     group.add_argument(
         "--bytes", choices=("base64", "hex"), default="base64", help="how JSON shows bytes (default: base64)"
     )
-    path = argparse.ArgumentParser(add_help=False)
+    path = _Parser(add_help=False)
     path.add_argument("path", metavar="PATH", help="the journal directory")
 
     parser = _Parser(
@@ -348,26 +352,7 @@ def _op_id(journal: Journal, text: str) -> int:
     return op
 
 
-def _record_dict(rec: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {"seq": rec.seq, "time": iso_ns(rec.ts_ns)}
-    out.update(rec.as_dict())
-    out["checksum"] = "ok"
-    return out
-
-
-def _ms(ns: int) -> float:
-    return round(ns / 1e6, 3)
-
-
-def _age(ms: float) -> str:
-    s = ms / 1000
-    if s < 120:
-        return f"{s:.1f}s"
-    if s < 7200:
-        return f"{s / 60:.1f}m"
-    if s < 172800:
-        return f"{s / 3600:.1f}h"
-    return f"{s / 86400:.1f}d"
+_DONE = {"commit": "committed", "abort": "aborted"}
 
 
 def _resolve_seq(value: int | None, last_seq: int) -> int | None:
@@ -439,6 +424,9 @@ def dump_cmd(ctx: Context) -> int:
     out = ctx.out
     out.dump_header()
     dumper = Dumper(reader, filters, out.dump_rows)
+    waker = None
+    if a.follow:  # Ctrl-C (or SIGTERM) is how a follow ends: exit cleanly
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         pos = dumper.initial()
         if a.follow:
@@ -446,13 +434,13 @@ def dump_cmd(ctx: Context) -> int:
             waker = Waker(ctx.path)
             if waker.error:
                 print(f"journal: note: file events unavailable ({waker.error}); polling", file=sys.stderr)
-            try:
-                dumper.follow(pos, waker, out.flush)
-            except KeyboardInterrupt:
-                pass  # Ctrl-C is how a follow ends
-            finally:
-                waker.close()
+            dumper.follow(pos, waker, out.flush)
+    except KeyboardInterrupt:
+        if not a.follow:
+            raise
     finally:
+        if waker is not None:
+            waker.close()
         ctx.adopt(reader.journal)  # the reader may have reopened: close the live one
     damaged = dumper.damaged + out.unprintable
     if damaged:
@@ -483,9 +471,9 @@ def show_cmd(ctx: Context) -> int:
     rows = []
     prev = intent_ns
     for rec in records:
-        row = _record_dict(rec)
-        row["since_intent_ms"] = _ms(rec.ts_ns - intent_ns)
-        row["since_prev_ms"] = _ms(rec.ts_ns - prev)
+        row = record_dict(rec)
+        row["since_intent_ms"] = ms(rec.ts_ns - intent_ns)
+        row["since_prev_ms"] = ms(rec.ts_ns - prev)
         prev = rec.ts_ns
         rows.append(row)
     out = ctx.out
@@ -493,10 +481,9 @@ def show_cmd(ctx: Context) -> int:
         outcome = next((r for r in records if r.kind in ("commit", "abort")), None)
         first = records[0]
         if outcome is None:
-            status = f"PENDING for {_age(_ms(time.time_ns() - intent_ns))}"
+            status = f"PENDING for {age_text(ms(time.time_ns() - intent_ns))}"
         else:
-            done = "committed" if outcome.kind == "commit" else "aborted"
-            status = f"{done} by {outcome.source} after {_ms(outcome.ts_ns - intent_ns)} ms"
+            status = f"{_DONE[outcome.kind]} by {outcome.source} after {ms(outcome.ts_ns - intent_ns)} ms"
         out.write_lines([f"op {op} {first.type}, client id {first.client_id}: {status}"])
     out.table(
         [
@@ -506,7 +493,7 @@ def show_cmd(ctx: Context) -> int:
             ("TYPE", "type"),
             ("SOURCE", "source"),
             ("+MS", "since_intent_ms"),
-            ("ΔMS", "since_prev_ms"),
+            ("GAP MS", "since_prev_ms"),
             ("DATA", "data"),
         ],
         rows,
@@ -530,7 +517,7 @@ def pending_cmd(ctx: Context) -> int:
             "seq": rec.seq,
             "time": iso_ns(rec.ts_ns),
             "ts_ns": rec.ts_ns,
-            "age_ms": _ms(now - rec.ts_ns),
+            "age_ms": ms(now - rec.ts_ns),
             "source": rec.source,
             "data": rec.data,
         }
@@ -539,12 +526,19 @@ def pending_cmd(ctx: Context) -> int:
     out = ctx.out
     if not out.json:
         for row in rows:
-            row["age"] = _age(row["age_ms"])
+            row["age"] = age_text(row["age_ms"])
         if not rows:
             out.write_lines(["no pending operations"])
             return EXIT_OK
     out.table(
-        [("OP", "op"), ("CLIENT ID", "client_id"), ("TYPE", "type"), ("SINCE (UTC)", "time"), ("AGE", "age"), ("DATA", "data")],
+        [
+            ("OP", "op"),
+            ("CLIENT ID", "client_id"),
+            ("TYPE", "type"),
+            ("SINCE (UTC)", "time"),
+            ("AGE", "age"),
+            ("DATA", "data"),
+        ],
         rows,
     )
     return EXIT_OK
@@ -560,7 +554,9 @@ def _check_records(journal: Journal) -> CheckResult:
     details = {"records_checked": report.records_checked, "first_seq": report.first_seq, "last_seq": report.last_seq}
     if report.ok:
         return CheckResult("records", True, str(report), None, details)
-    return CheckResult("records", False, f"damaged at seq {report.first_bad_seq}: {report.problem}", report.first_bad_seq, details)
+    return CheckResult(
+        "records", False, f"damaged at seq {report.first_bad_seq}: {report.problem}", report.first_bad_seq, details
+    )
 
 
 @verify_check("pending-index")
@@ -572,7 +568,9 @@ def _check_pending_index(journal: Journal) -> CheckResult:
     for op in ops:
         value = stored.get(op)
         if value is None:
-            return CheckResult("pending-index", False, f"pending index names op {op} but the log has no such record", op)
+            return CheckResult(
+                "pending-index", False, f"pending index names op {op} but the log has no such record", op
+            )
         if len(value) < HEADER.size or KIND_NAMES.get(value[24]) != "intent":
             return CheckResult("pending-index", False, f"pending index names op {op}, which is not an intent", op)
     return CheckResult("pending-index", True, f"ok: {len(ops)} pending operations, each with its intent")
@@ -592,8 +590,14 @@ def verify_cmd(ctx: Context) -> int:
         except CorruptionError as exc:
             res = CheckResult(name, False, str(exc), exc.seq)
         results.append(res)
-    rows = [{"check": r.check, "ok": r.ok, "summary": r.summary, "first_bad_seq": r.first_bad_seq, **r.details} for r in results]
-    ctx.out.table([("CHECK", "check"), ("OK", "ok"), ("RESULT", "summary")], rows)
+    rows = [
+        {"check": r.check, "ok": r.ok, "summary": r.summary, "first_bad_seq": r.first_bad_seq, **r.details}
+        for r in results
+    ]
+    if not ctx.out.json:
+        for row in rows:
+            row["status"] = "ok" if row["ok"] else "FAILED"
+    ctx.out.table([("CHECK", "check"), ("STATUS", "status"), ("RESULT", "summary")], rows)
     bad = next((r for r in results if not r.ok), None)
     if bad is not None:
         ctx.out.flush()
@@ -615,14 +619,14 @@ def _parse_result(text: str | None) -> Any:
         return json.loads(text, parse_float=Decimal, parse_constant=no_constant)
     except ValueError as exc:
         raise CliError(
-            f"--result is not valid JSON ({exc}); quote keys and strings, e.g. --result '{{\"id\": \"123\", \"status\": \"closed\"}}'"
+            f'--result is not valid JSON ({exc}); quote keys and strings, e.g. --result \'{{"id": "123", "status": "closed"}}\''
         ) from None
 
 
 @command(
     "resolve",
     help="settle a pending operation by hand (journaled with source 'manual' and your reason)",
-    example="journal resolve bot.journal 1042 --commit --result '{\"id\": \"98765\", \"status\": \"closed\"}' "
+    example='journal resolve bot.journal 1042 --commit --result \'{"id": "98765", "status": "closed"}\' '
     "--reason 'filled, seen on the exchange UI'",
     description=(
         "Writes the commit or abort marker with source 'manual', followed by a 'manual_resolve' event\n"
@@ -653,7 +657,7 @@ def resolve_cmd(ctx: Context) -> int:
     outcome = next((r for r in records if r.kind in ("commit", "abort")), None)
     if outcome is not None:
         raise CliError(
-            f"{ctx.path}: operation {op} ({records[0].type}) was already {outcome.kind}ed at seq {outcome.seq} "
+            f"{ctx.path}: operation {op} ({records[0].type}) was already {_DONE[outcome.kind]} at seq {outcome.seq} "
             f"by {outcome.source}; only a pending operation can be resolved"
         )
     ctx.close()
@@ -667,7 +671,7 @@ def resolve_cmd(ctx: Context) -> int:
             EXIT_LOCKED,
         ) from None
     with writer:
-        note = {"outcome": "commit" if a.commit else "abort", "reason": a.reason, "operator": _operator()}
+        note = {"outcome": "commit" if a.commit else "abort", "reason": a.reason, "operator": operator_name()}
         try:
             if a.commit:
                 writer.commit(op, result, source="manual", wait=False)
@@ -677,12 +681,12 @@ def resolve_cmd(ctx: Context) -> int:
             raise CliError(str(exc)) from None
         writer.record("manual_resolve", note, op=op, source="manual", wait=True)
         written = [r for r in writer.timeline(op) if r.source == "manual"][-2:]
-    rows = [_record_dict(r) for r in written]
+    rows = [record_dict(r) for r in written]
     ctx.out.table([("SEQ", "seq"), ("KIND", "kind"), ("TYPE", "type"), ("SOURCE", "source"), ("DATA", "data")], rows)
     return EXIT_OK
 
 
-def _operator() -> str:
+def operator_name() -> str:
     try:
         return getpass.getuser()
     except Exception:  # no user name in this environment (containers)
@@ -716,7 +720,7 @@ def backup_cmd(ctx: Context) -> int:
     os.chmod(dest, 0o700)
     t0 = time.perf_counter()
     journal._storage.copy(dest, compact=True)
-    copy_ms = _ms(int((time.perf_counter() - t0) * 1e9))
+    copy_ms = ms(int((time.perf_counter() - t0) * 1e9))
     row: dict[str, Any] = {"dest": dest, "bytes": os.path.getsize(os.path.join(dest, "data.mdb")), "copy_ms": copy_ms}
     with open_reader(dest) as copy:
         row.update({"journal_id": copy.journal_id, "first_seq": copy.first_seq, "last_seq": copy.last_seq})
@@ -725,7 +729,9 @@ def backup_cmd(ctx: Context) -> int:
             row["verified"] = report.ok
             if not report.ok:
                 ctx.out.objects([row])
-                raise CliError(f"{dest}: the copy is damaged at seq {report.first_bad_seq}: {report.problem}", EXIT_DAMAGED)
+                raise CliError(
+                    f"{dest}: the copy is damaged at seq {report.first_bad_seq}: {report.problem}", EXIT_DAMAGED
+                )
     for name in os.listdir(dest):  # opening the copy made lock.mdb
         os.chmod(os.path.join(dest, name), 0o600)
     ctx.out.objects([row])
@@ -740,21 +746,12 @@ def backup_cmd(ctx: Context) -> int:
 )
 def stats_cmd(ctx: Context) -> int:
     journal = ctx.reader()
-    counts = dict.fromkeys(KIND_CODES, 0)
-    unknown = 0
     reader = LogReader(ctx.path, journal)
-    for chunk in reader.scan(0, None):
-        for _key, value in chunk:
-            name = KIND_NAMES.get(value[24]) if len(value) > 24 else None
-            if name is None:
-                unknown += 1
-            else:
-                counts[name] += 1
+    counts = reader.kind_counts()
     journal = ctx.adopt(reader.journal)
-    st = journal._storage
-    info, stat = st.env.info(), st.env.stat()
-    with st.read() as txn:
-        entries = {name: (txn.stat(db)["entries"] if db is not None else 0) for name, db in st.dbs.items()}
+    info, stat = journal._storage.env.info(), journal._storage.env.stat()
+    with journal._storage.read() as txn:
+        entries = {name: (txn.stat(db)["entries"] if db is not None else 0) for name, db in dbs(journal).items()}
     pending = reader.pending_ops()
     oldest = None
     if pending:
@@ -767,41 +764,23 @@ def stats_cmd(ctx: Context) -> int:
         "format_version": journal.meta.get("format_version"),
         "created": iso_ns(journal.meta.get("created_ns")),
         "lmdb_engine": journal.meta.get("lmdb_engine"),
-        "file_bytes": _size(os.path.join(ctx.path, "data.mdb")),
+        "file_bytes": os.path.getsize(os.path.join(ctx.path, "data.mdb")),
         "used_bytes": (info["last_pgno"] + 1) * stat["psize"],
         "map_size": info["map_size"],
         "records": entries.get("log", 0),
         "first_seq": journal.first_seq,
         "last_seq": journal.last_seq,
-        "counts": counts | ({"unknown": unknown} if unknown else {}),
+        "counts": counts,
         "pending": len(pending),
         "oldest_pending_op": pending[0] if pending else None,
-        "oldest_pending_age_ms": _ms(time.time_ns() - oldest) if oldest is not None else None,
+        "oldest_pending_age_ms": ms(time.time_ns() - oldest) if oldest is not None else None,
         "snapshots": entries.get("snapshots", 0),
         "last_txnid": info["last_txnid"],
-        "writer_pid": _writer_pid(ctx.path),
+        "writer_pid": writer_pid(ctx.path),
         "latency": "known only to the writer: Journal.stats() in the bot",
     }
     ctx.out.objects([row])
     return EXIT_OK
-
-
-def _size(path: str) -> int:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return 0
-
-
-def _writer_pid(path: str) -> int | None:
-    """The pid written in the lock file, if that process is alive (a hint, not a lock test)."""
-    try:
-        with open(os.path.join(path, LOCK_FILE)) as fh:
-            pid = int(fh.read().split()[0])
-        os.kill(pid, 0)
-        return pid
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 # -- main ----------------------------------------------------------------------------------------
@@ -838,6 +817,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     cmd = COMMANDS[args.command]
+    if args.json and args.table:
+        parser.error("--json and --table exclude each other")
     as_json = args.json or (not args.table and not sys.stdout.isatty())
     ctx = Context(args, Output(as_json, args.bytes))
     try:
@@ -857,10 +838,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_LOCKED
     except CorruptionError as exc:
         _flush_quietly(ctx)
-        hint = "" if "journal verify" in str(exc) else f"; run 'journal verify {getattr(args, 'path', 'PATH')}'"
-        _error(f"{exc}{hint}")
+        path = getattr(args, "path", "PATH")
+        where = "" if str(exc).startswith(str(path)) else f"{path}: "
+        hint = "" if "journal verify" in str(exc) else f"; run 'journal verify {path}'"
+        _error(f"{where}{exc}{hint}")
         return EXIT_DAMAGED
-    except (NotAJournalError, FormatVersionError, UnknownOperationError, JournalError) as exc:
+    except UnknownOperationError as exc:
+        _error(f"{exc}; list operations with 'journal dump {args.path} --kind intent'")
+        return EXIT_ERROR
+    except (NotAJournalError, FormatVersionError, JournalError) as exc:
         _error(str(exc))
         return EXIT_ERROR
     except OSError as exc:

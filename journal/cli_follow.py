@@ -23,22 +23,37 @@ number after the last one seen never misses or repeats a record.
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+import cbor2
 import xxhash
 
 from .cli_output import base62 as _base62
+from .cli_output import decimal_text
 from .codec import decode
-from .errors import CorruptionError, DecodeError
+from .errors import CorruptionError, DecodeError, NotAJournalError
 from .record import INTENT, KIND_NAMES, check, seq_key
+from .storage import LOCK_FILE
 from .wal import Journal
 
-__all__ = ["CHUNK", "POLL_S", "REOPEN_EVERY", "Dumper", "Filters", "LogReader", "Waker", "open_reader"]
+__all__ = [
+    "CHUNK",
+    "POLL_S",
+    "REOPEN_EVERY",
+    "Dumper",
+    "Filters",
+    "LogReader",
+    "Waker",
+    "dbs",
+    "open_reader",
+    "writer_pid",
+]
 
 CHUNK = 4096
 REOPEN_EVERY = 131072
@@ -50,8 +65,77 @@ _xxh3 = xxhash.xxh3_64_intdigest
 _KNOWN = frozenset({"t", "d", "op", "src"})
 
 
+def _body_decoder() -> Callable[[bytes], Any]:
+    """The codec's hardened decoder, with each Decimal decoded straight to its exact text.
+
+    A dump prints Decimals as strings anyway; skipping the Decimal object
+    halves the cost of a record holding a few prices (bench/bench_cli.py).
+    Same tags, limits and refusals as :func:`journal.codec.decode` (a test
+    checks they agree); falls back to it if the codec's internals change.
+    """
+    try:
+        from .codec import _CBOR_MAX_DEPTH, _SEMANTIC_DECODERS, _decode_failure, _refuse_unknown_tag
+    except ImportError:  # pragma: no cover - the codec was reorganised: stay correct, lose speed
+        return lambda data: decode(data, check=False)
+
+    def decimal(value: Any, immutable: bool) -> str:
+        try:
+            exponent, mantissa = value
+        except (TypeError, ValueError):
+            exponent = mantissa = None
+        if type(exponent) is not int or type(mantissa) is not int:
+            raise DecodeError("a decimal fraction (tag 4) must hold [exponent, mantissa] integers")
+        if -64 <= exponent < 0 and mantissa > 0:  # the common case, inline: a positive price or amount
+            digits = str(mantissa)
+            if len(digits) > -exponent:
+                return f"{digits[:exponent]}.{digits[exponent:]}"
+            return f"0.{'0' * (-exponent - len(digits))}{digits}"
+        return decimal_text(mantissa, exponent)
+
+    semantic = {**_SEMANTIC_DECODERS, 4: decimal}
+    empty = io.BytesIO(b"")
+
+    def new() -> cbor2.CBORDecoder:
+        return cbor2.CBORDecoder(
+            empty,
+            tag_hook=_refuse_unknown_tag,
+            semantic_decoders=semantic,
+            max_depth=_CBOR_MAX_DEPTH,
+            allow_indefinite=False,
+            allow_duplicate_keys=False,
+            strict_hashable_types=True,
+        )
+
+    decoder = new()
+
+    def body(data: bytes) -> Any:
+        nonlocal decoder
+        stream = io.BytesIO(data)
+        try:
+            decoder.fp = stream
+            value = decoder.decode()
+        except Exception as exc:
+            decoder = new()  # never reuse a decoder after a failure
+            if isinstance(exc, DecodeError):
+                raise
+            raise DecodeError(_decode_failure(exc, len(data))) from exc
+        end = stream.tell()
+        if end != len(data):
+            raise DecodeError(f"cannot decode {len(data)} bytes: {len(data) - end} trailing bytes at offset {end}")
+        return value
+
+    return body
+
+
+def dbs(journal: Journal) -> dict[str, Any]:
+    """The journal's LMDB database handles by name (None for a database a reader found absent)."""
+    return journal._storage.dbs
+
+
 def open_reader(path: str) -> Journal:
     """The read-only journal every read command uses (takes no lock, verifies nothing on open)."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise NotAJournalError(f"{path}: is a file; a journal is a directory (the one the bot opens)")
     return Journal(path, readonly=True, verify_on_open="none")
 
 
@@ -63,6 +147,8 @@ class LogReader:
         self.journal = journal if journal is not None else open_reader(path)
         self.journal_id = self.journal.journal_id
         self._since_open = 0
+        #: The LMDB transaction id the last scan read (its snapshot).
+        self.snapshot_txnid = -1
 
     def _tick(self, n: int) -> None:
         self._since_open += n
@@ -87,14 +173,14 @@ class LogReader:
     def scan(self, pos: int, stop: int | None) -> Iterator[list[tuple[bytes, bytes]]]:
         """``(key, value)`` chunks with ``pos <= seq <= stop``, one read transaction per chunk."""
         while stop is None or pos <= stop:
-            st = self.journal._storage
-            with st.read() as txn:
-                cur = txn.cursor(db=st.dbs["log"])
+            with self.journal._storage.read() as txn:
+                self.snapshot_txnid = txn.id()
+                cur = txn.cursor(db=dbs(self.journal)["log"])
                 if not cur.set_range(seq_key(pos)):
                     return
                 chunk: list[tuple[bytes, bytes]] = []
-                for item in cur:
-                    chunk.append(item)
+                for item in cur:  # buffers=False: bytes copies, valid after the transaction
+                    chunk.append(cast(tuple[bytes, bytes], item))
                     if len(chunk) >= CHUNK:
                         break
             if stop is not None and chunk and _key_seq(chunk[-1][0]) > stop:
@@ -113,42 +199,66 @@ class LogReader:
     def fetch(self, seqs: Sequence[int]) -> Iterator[list[tuple[bytes, bytes]]]:
         """The stored records of ``seqs`` (ascending), in chunks; absent ones are skipped."""
         for i in range(0, len(seqs), CHUNK):
-            st = self.journal._storage
-            with st.read() as txn:
-                chunk = []
+            log_db = dbs(self.journal)["log"]
+            with self.journal._storage.read() as txn:
+                chunk: list[tuple[bytes, bytes]] = []
                 for seq in seqs[i : i + CHUNK]:
                     key = seq_key(seq)
-                    value = txn.get(key, db=st.dbs["log"])
+                    value = txn.get(key, db=log_db)
                     if value is not None:
-                        chunk.append((key, value))
+                        chunk.append((key, bytes(value)))
             yield chunk
             self._tick(len(chunk))
 
     def op_seqs(self, op_id: int) -> list[int]:
         """Sequence numbers of one operation's records, from the ``ops`` index (no record decoded)."""
-        st = self.journal._storage
+        db = dbs(self.journal)
         prefix = _SEQ.pack(op_id)
         out = []
-        with st.read() as txn:
-            value = txn.get(prefix, db=st.dbs["log"])
+        with self.journal._storage.read() as txn:
+            value = txn.get(prefix, db=db["log"])
             if value is not None and len(value) > 24 and value[24] == INTENT:
                 out.append(op_id)
-            if st.dbs.get("ops") is not None:
-                cur = txn.cursor(db=st.dbs["ops"])
+            if db.get("ops") is not None:
+                cur = txn.cursor(db=db["ops"])
                 if cur.set_range(prefix):
                     for key in cur.iternext(values=False):
                         if key[:8] != prefix:
                             break
-                        out.append(_key_seq(key[8:]))
+                        out.append(_key_seq(bytes(key[8:])))
         return out
 
     def pending_ops(self) -> list[int]:
         """Op ids in the ``pending`` index, oldest first."""
-        st = self.journal._storage
-        if st.dbs.get("pending") is None:
+        db = dbs(self.journal).get("pending")
+        if db is None:
             return []
-        with st.read() as txn:
-            return [_key_seq(k) for k in txn.cursor(db=st.dbs["pending"]).iternext(values=False)]
+        with self.journal._storage.read() as txn:
+            return [_key_seq(bytes(k)) for k in txn.cursor(db=db).iternext(values=False)]
+
+    def kind_counts(self) -> dict[str, int]:
+        """Records per kind, from each record's header byte (nothing decoded)."""
+        counts = dict.fromkeys(KIND_NAMES.values(), 0)
+        for chunk in self.scan(0, None):
+            for _key, value in chunk:
+                name = KIND_NAMES.get(value[24], "unknown") if len(value) > 24 else "unknown"
+                counts[name] = counts.get(name, 0) + 1
+        return counts
+
+
+def writer_pid(path: str) -> int | None:
+    """The pid holding the writer lock, from /proc/locks (never by touching the lock: a bot may be starting)."""
+    try:
+        st = os.stat(os.path.join(path, LOCK_FILE))
+        wanted = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+        with open("/proc/locks") as fh:
+            for line in fh:
+                parts = line.split()
+                if len(parts) > 5 and parts[1] == "FLOCK" and parts[5] == wanted:
+                    return int(parts[4])
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 def _key_seq(key: bytes) -> int:
@@ -186,6 +296,7 @@ class Dumper:
         self.following = False
         self.passed_until = False  # a record after --until was seen: following can stop
         self._prefix = "tj" + reader.journal_id
+        self._decode = _body_decoder()
 
     # -- the hot loop ----------------------------------------------------------
 
@@ -198,6 +309,7 @@ class Dumper:
         unpack = _HEADER.unpack_from
         out: list[Any] = []
         append = out.append
+        decode_body = self._decode
         for key, value in pairs:
             if len(key) != 8 or len(value) < 26:
                 append(self._damaged(key, value))
@@ -213,13 +325,13 @@ class Dumper:
                 continue
             if kinds is not None and kind_code not in kinds:
                 continue
-            seq = _SEQ.unpack(key)[0]
+            seq = int.from_bytes(key, "big")
             kind = KIND_NAMES.get(kind_code)
             if kind is None:
                 append(self._damaged(key, value, f"record at seq {seq}: unknown record kind {kind_code}"))
                 continue
             try:
-                body = decode(value[26:], check=False)  # checksum matched; JSON output rejects NaN itself
+                body = decode_body(value[26:])  # the checksum matched; the JSON output refuses NaN itself
             except DecodeError as exc:
                 append(self._damaged(key, value, f"record at seq {seq}: body does not decode: {exc}"))
                 continue
@@ -232,6 +344,9 @@ class Dumper:
                 append(self._damaged(key, value, f"record at seq {seq}: op id is not an integer"))
                 continue
             src = body.get("src", "bot")
+            if type(src) is not str:
+                append(self._damaged(key, value, f"record at seq {seq}: source is not a string"))
+                continue
             if types is not None and type_ not in types:
                 continue
             if sources is not None and src not in sources:
@@ -247,7 +362,7 @@ class Dumper:
             if symbol is not None and (type(data) is not dict or data.get("symbol") != symbol):
                 continue
             extra = None
-            if len(body) > 2 and not body.keys() <= _KNOWN:
+            if len(body) - ("d" in body) - ("op" in body) - ("src" in body) > 1:  # keys a newer version wrote
                 extra = {k: v for k, v in body.items() if k not in _KNOWN}
             cid = None if op is None else prefix + _base62(op)
             append((seq, ts, kind, type_, op, cid, src, data, extra, None, None))
@@ -299,20 +414,28 @@ class Dumper:
         return max(pos, (last if last is not None else pos - 1) + 1)
 
     def follow(self, pos: int, waker: Waker, flush: Callable[[], None], poll_s: float = POLL_S) -> None:
-        """Print records as they are committed, until ``--to`` is passed (or Ctrl-C)."""
+        """Print records as they are committed, until ``--to``/``--until`` is passed (or Ctrl-C)."""
         self.following = True
         stop = self.f.stop
         seen_txn = -1
+        lag_s = 0.002
         while (stop is None or pos <= stop) and not self.passed_until:
             txn = self.reader.last_txnid()
-            if txn != seen_txn:
-                seen_txn = txn
-                last = self._emit_chunks(self.reader.scan(pos, stop))
-                if last is not None:
-                    pos = last + 1
-                flush()
-                continue  # look again at once: commits may have landed while printing
-            waker.wait(poll_s)
+            if txn == seen_txn:
+                waker.wait(poll_s)
+                continue
+            last = self._emit_chunks(self.reader.scan(pos, stop))
+            if last is not None:
+                pos = last + 1
+            flush()
+            if self.reader.snapshot_txnid >= txn:
+                seen_txn, lag_s = txn, 0.002
+            else:
+                # The meta page already says `txn` but new read transactions still get the
+                # previous snapshot: LMDB's writer publishes the txn id to readers a moment
+                # after writing the meta page. Look again shortly (this was a missed record).
+                waker.wait(lag_s)
+                lag_s = min(lag_s * 2, poll_s)
 
 
 class Waker:
@@ -332,7 +455,7 @@ class Waker:
 
             event = self._event
 
-            class _Handler(FileSystemEventHandler):  # type: ignore[misc]
+            class _Handler(FileSystemEventHandler):
                 def on_any_event(self, ev: FileSystemEvent) -> None:
                     if ev.event_type in ("modified", "created", "moved", "closed"):
                         name = os.path.basename(os.fsdecode(ev.src_path))

@@ -28,14 +28,17 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
-from json.encoder import c_make_encoder as _c_make_encoder
-from json.encoder import encode_basestring
+from json import encoder as _json_encoder
 from typing import Any, BinaryIO
 
 from .clientid import CLIENT_ID_PREFIX
 
 __all__ = [
     "Output",
+    "age_text",
+    "ms",
+    "record_dict",
+    "decimal_text",
     "Row",
     "base62",
     "damaged_row",
@@ -48,9 +51,12 @@ __all__ = [
 #: extra, problem, raw)``. ``problem`` is None for a sound record; for a
 #: damaged one it says what is wrong, ``raw`` holds the stored bytes, and the
 #: decoded fields are None.
-Row = tuple[int, int | None, str | None, str | None, int | None, str | None, str | None, Any, Any, str | None, bytes | None]
+Row = tuple[
+    int, int | None, str | None, str | None, int | None, str | None, str | None, Any, Any, str | None, bytes | None
+]
 
 _NS = 1_000_000_000
+_c_make_encoder = getattr(_json_encoder, "c_make_encoder", None)
 
 
 @functools.lru_cache(maxsize=256)
@@ -70,13 +76,32 @@ def iso_ns(ts_ns: int | None) -> str | None:
     return None if prefix is None else f"{prefix}.{frac:09d}Z"
 
 
+def decimal_text(mantissa: int, exponent: int) -> str:
+    """The exact text of ``mantissa * 10**exponent``, plain (``"0.00100000"``).
+
+    As ``format(Decimal, "f")``; beyond 64 places it stays scientific (exact
+    too), so a hostile exponent cannot expand into gigabytes of zeros.
+    """
+    if exponent > 64 or exponent < -64:
+        places = tuple(int(c) for c in str(abs(mantissa)))
+        return str(Decimal((int(mantissa < 0), places, exponent)))
+    digits = str(mantissa)
+    if exponent >= 0:
+        return digits + "0" * exponent if mantissa else "0"
+    sign = ""
+    if digits[0] == "-":
+        sign, digits = "-", digits[1:]
+    if len(digits) <= -exponent:
+        return f"{sign}0.{'0' * (-exponent - len(digits))}{digits}"
+    return f"{sign}{digits[:exponent]}.{digits[exponent:]}"
+
+
 def _decimal_str(value: Decimal) -> str:
-    # Plain notation unless the exponent is absurd (a hostile 1E+999999 would
-    # expand to a million digits); both forms are exact.
+    text = str(value)  # plain already unless the exponent is positive or the value tiny
+    if "E" not in text:
+        return text
     exp = value.as_tuple().exponent
-    if isinstance(exp, int) and -64 <= exp <= 64:
-        return format(value, "f")
-    return str(value)
+    return format(value, "f") if isinstance(exp, int) and -64 <= exp <= 64 else text
 
 
 def _default_base64(value: Any) -> Any:
@@ -107,7 +132,7 @@ def json_encoder(bytes_mode: str = "base64") -> Callable[[Any], str]:
             ensure_ascii=False, separators=(",", ":"), allow_nan=False, check_circular=False, default=default
         ).encode
     # (markers, default, encoder, indent, key_sep, item_sep, sort_keys, skipkeys, allow_nan)
-    make = _c_make_encoder(None, default, encode_basestring, None, ":", ",", False, False, False)
+    make = _c_make_encoder(None, default, _json_encoder.encode_basestring, None, ":", ",", False, False, False)
 
     def encode(value: Any) -> str:
         return "".join(make(value, 0))
@@ -163,6 +188,31 @@ def row_dict(row: Row, bytes_mode: str = "base64") -> dict[str, Any]:
     return out
 
 
+def record_dict(rec: Any) -> dict[str, Any]:
+    """A decoded :class:`~journal.record.Record` as the dict a dump line holds."""
+    out: dict[str, Any] = {"seq": rec.seq, "time": iso_ns(rec.ts_ns)}
+    out.update(rec.as_dict())
+    out["checksum"] = "ok"
+    return out
+
+
+def ms(ns: int) -> float:
+    """Nanoseconds as milliseconds, to the microsecond."""
+    return round(ns / 1e6, 3)
+
+
+def age_text(age_ms: float) -> str:
+    """``"42.0s"``, ``"3.5m"``, ``"2.0h"``, ``"3.1d"``."""
+    s = age_ms / 1000
+    if s < 120:
+        return f"{s:.1f}s"
+    if s < 7200:
+        return f"{s / 60:.1f}m"
+    if s < 172800:
+        return f"{s / 3600:.1f}h"
+    return f"{s / 86400:.1f}d"
+
+
 class Output:
     """Where a command prints, in the mode the user chose.
 
@@ -175,7 +225,8 @@ class Output:
         self.bytes_mode = bytes_mode
         self.encode = json_encoder(bytes_mode)
         self.stream: BinaryIO = stream if stream is not None else sys.stdout.buffer
-        self.width = shutil.get_terminal_size((160, 24)).columns
+        # Truncate table lines to the terminal's width; never when writing to a file or pipe.
+        self.width = shutil.get_terminal_size().columns if self.stream.isatty() else 1 << 30
         self._strings: dict[str | None, str] = {}
         #: Rows whose data JSON cannot express, printed as damaged (counts as damage).
         self.unprintable = 0
@@ -184,7 +235,15 @@ class Output:
 
     def write_lines(self, lines: Sequence[str]) -> None:
         if lines:
-            self.stream.write(("\n".join(lines) + "\n").encode("utf-8", "backslashreplace"))
+            self.write(("\n".join(lines) + "\n").encode("utf-8", "backslashreplace"))
+
+    def write(self, data: bytes) -> None:
+        # BufferedWriter.write may return a short count without raising when a
+        # signal interrupts a large write to a pipe (SIGPIPE, SIGWINCH...): loop.
+        view = memoryview(data)
+        while view:
+            n = self.stream.write(view)
+            view = view[n if n else 0 :]
 
     def flush(self) -> None:
         self.stream.flush()

@@ -32,7 +32,7 @@ from .cli import (
     CheckResult,
     CliError,
     Context,
-    _operator,
+    operator_name,
     arg,
     command,
     exclusive,
@@ -211,7 +211,7 @@ def correct_cmd(ctx: Context) -> int:
     with _writer(ctx, f"correcting {a.section}[{a.key!r}]") as writer:
         store = StateStore(writer)
         old = store.state.get(a.section, a.key)
-        seq = store.set(a.section, a.key, value, reason=f"{a.reason} (by {_operator()})", source="manual")
+        seq = store.set(a.section, a.key, value, reason=f"{a.reason} (by {operator_name()})", source="manual")
         new = store.state.get(a.section, a.key)
         store.save()
     ctx.out.objects([{"seq": seq, "section": a.section, "key": a.key, "old": _plain(old), "new": _plain(new)}])

@@ -325,7 +325,7 @@ def family_load(size: int, seed: int, root: Path) -> Family:
         fam.violations.append(f"load: verify: {verify}")
     if not seen or seen[-1] != last or seen != sorted(set(seen)):
         fam.violations.append(f"load: follower saw {len(seen)} records ending at {seen[-1] if seen else None}, "
-                              f"last seq {last}")  # fmt: skip
+                              f"last seq {last}; follower stderr: {err[-500:]}")  # fmt: skip
     fam.notes.update(
         ops_per_s=round(fam.runs / elapsed),
         append_p50_us=stats["append_latency"]["p50_us"],

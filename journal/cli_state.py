@@ -32,10 +32,10 @@ from .cli import (
     CheckResult,
     CliError,
     Context,
-    operator_name,
     arg,
     command,
     exclusive,
+    operator_name,
     verify_check,
 )
 from .diff import diff_states

@@ -271,8 +271,11 @@ def family_load(size: int, seed: int, root: Path) -> Family:
     errors: list[BaseException] = []
     with Journal(path) as j:
         store = StateStore(j)
+        # the follower writes to a file, not a pipe: nobody reads a pipe while the load runs, and a
+        # full pipe would block the follower (that is the pipe, not the follower)
+        follower_out = tempfile.TemporaryFile(mode="w+")
         follower = subprocess.Popen([sys.executable, "-m", "journal", "dump", "--follow", "--json", str(path)],
-                                    cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    cwd=ROOT, env=_env(), stdout=follower_out, stderr=subprocess.PIPE,
                                     text=True)  # fmt: skip
         stop = threading.Event()
 
@@ -309,7 +312,10 @@ def family_load(size: int, seed: int, root: Path) -> Family:
         verify = j.verify()
         time.sleep(1.5)
         follower.send_signal(signal.SIGINT)
-        out, err = follower.communicate(timeout=30)
+        _, err = follower.communicate(timeout=30)
+        follower_out.seek(0)
+        out = follower_out.read()
+        follower_out.close()
     fam.runs = threads_n * per_thread
     seen = []
     lines = out.splitlines()

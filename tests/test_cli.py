@@ -419,6 +419,43 @@ def test_dump_follow_with_filters_and_an_end(fresh: tuple[Path, dict[str, Any]])
             proc.wait()
 
 
+def test_dump_follow_does_not_stop_after_many_large_records(tmp_path: Path) -> None:
+    """Reported as "follow stops printing new records after a while": 400 appends of ~3 KB each.
+
+    The follower never stalled: the report's harness read its stdout only after
+    the writes, so the follower blocked in write(2) on a full 64 KiB pipe (17
+    large or ~336 small rows). A consumer must read while it follows, as here.
+    """
+    path = tmp_path / "bot.journal"
+    with Journal(path) as writer:
+        writer.record("x", {})
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "journal", "dump", "--follow", "--json", str(path)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        got: queue.Queue[bytes] = queue.Queue()
+        threading.Thread(target=_reader_thread, args=(proc.stdout, got), daemon=True).start()
+        try:
+            assert json.loads(got.get(timeout=10))["seq"] == 1
+            for i in range(400):
+                writer.record("x", {"i": i, "pad": "y" * 3000})
+            last = writer.last_seq
+            seqs = []
+            deadline = time.monotonic() + 5  # every record printed within a few seconds of the last append
+            while len(seqs) < last - 1:
+                seqs.append(json.loads(got.get(timeout=max(0.0, deadline - time.monotonic())))["seq"])
+            assert seqs == list(range(2, last + 1))
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(10) == 0
+            assert got.empty()
+            assert proc.stderr is not None and b"Traceback" not in proc.stderr.read()
+        finally:
+            proc.kill()
+            proc.wait()
+
+
 def test_waker_wakes_on_a_commit_from_another_process(fresh: tuple[Path, dict[str, Any]]) -> None:
     path, _ = fresh
     waker = Waker(str(path))

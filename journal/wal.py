@@ -33,7 +33,7 @@ import lmdb
 
 from . import crashpoints
 from .clientid import make_client_id, new_journal_id, parse_client_id
-from .codec import encode, warm_up
+from .codec import decode, encode, warm_up
 from .errors import (
     CodecError,
     CorruptionError,
@@ -646,12 +646,15 @@ class Journal:
     def _notify(self, req: _Request, ts: int) -> None:
         for e, seq in zip(req.entries, req.seqs, strict=True):
             op = seq if e.kind == INTENT else e.op
+            # Observers get the data decoded from the stored bytes, exactly what a replay
+            # will see -- never the caller's own objects, which it may mutate afterwards.
+            body = decode(e.body, check=False)
             rec = Record(
                 seq=seq,
                 kind=KIND_NAMES[e.kind],
                 type=e.type,
                 ts_ns=ts,
-                data=e.data,
+                data=body.get("d") if isinstance(body, dict) else None,
                 op=op,
                 client_id=make_client_id(self.journal_id, op) if op is not None else None,
                 source=e.source,
@@ -827,6 +830,7 @@ class Journal:
         self._storage.check_usable()
         if self.readonly:
             raise ReadOnlyError(f"{self.path}: journal opened read-only; compaction needs the writer")
+        self.flush()  # only what is on disk can be compacted
         pending = self.pending_ids()
         if pending and pending[0] <= through_seq:
             raise JournalError(
@@ -919,6 +923,7 @@ class Journal:
                         yield rec
             return
         pos = start if start is not None else 0
+        first_chunk = True
         while True:
             out: list[Record] = []
             done = True
@@ -926,6 +931,11 @@ class Journal:
                 cur = txn.cursor(db=self._storage.dbs["log"])
                 if cur.set_range(seq_key(pos)):
                     n = 0
+                    if not first_chunk and _SEQ.unpack(cur.key())[0] != pos:
+                        # the next record vanished between two chunks: compacted while we read
+                        raise JournalError(
+                            f"{self.path}: records from seq {pos} were compacted while being read; read again"
+                        )
                     for key, value in cur:
                         seq = _SEQ.unpack(key)[0]
                         if stop is not None and seq > stop:
@@ -940,6 +950,7 @@ class Journal:
                             done = False
                             break
             yield from out
+            first_chunk = False
             if done:
                 return
 

@@ -47,7 +47,7 @@ from journal.store import StateStore
 
 from .aio_orders import AsyncOrderJournal
 from .errors import RecoveryError
-from .orders import OrderJournal
+from .orders import OrderInDoubtError, OrderJournal
 from .reconcile import AsyncReconciler, Reconciler, ReconcileReport
 
 __all__ = ["AsyncStateManager", "SafeModeError", "StateManager", "scrub_exchange_logs"]
@@ -180,6 +180,12 @@ class _Core:
         if self._closed:
             raise RecoveryError(f"{self.path}: the manager is closed")
         return self.journal
+
+    def _in_doubt(self, exc: OrderInDoubtError) -> None:
+        """An operation left pending at run time: safe mode until a reconcile settles it."""
+        self.unresolved.append({"op": exc.op_id, "client_id": exc.client_id, "symbol": exc.symbol,
+                                "why": "in doubt at run time"})  # fmt: skip
+        log.warning("%s: op %d in doubt: safe mode until reconcile() settles it", self.path, exc.op_id)
 
     def _check_safe(self, what: str, allow_unsafe: bool | None) -> None:
         self._check_open()
@@ -336,12 +342,20 @@ class StateManager(_Core):
     ) -> dict[str, Any]:
         """Place an order through the journal (see :class:`~recovery.orders.OrderJournal`)."""
         self._check_safe("place_order", allow_unsafe)
-        return self._orders().place_order(symbol, type, side, amount, price, params)
+        try:
+            return self._orders().place_order(symbol, type, side, amount, price, params)
+        except OrderInDoubtError as exc:
+            self._in_doubt(exc)
+            raise
 
     def cancel_order(self, client_id_or_order: str | Mapping[str, Any], symbol: str) -> dict[str, Any]:
         """Cancel an order through the journal (allowed in safe mode)."""
         self._check_open()
-        return self._orders().cancel_order(client_id_or_order, symbol)
+        try:
+            return self._orders().cancel_order(client_id_or_order, symbol)
+        except OrderInDoubtError as exc:
+            self._in_doubt(exc)
+            raise
 
     def edit_order(
         self,
@@ -356,7 +370,11 @@ class StateManager(_Core):
     ) -> dict[str, Any]:
         """Replace an order through the journal; returns the new order."""
         self._check_safe("edit_order", allow_unsafe)
-        return self._orders().edit_order(client_id_or_order, symbol, type, side, amount, price)
+        try:
+            return self._orders().edit_order(client_id_or_order, symbol, type, side, amount, price)
+        except OrderInDoubtError as exc:
+            self._in_doubt(exc)
+            raise
 
     def record_fill(self, trade: Mapping[str, Any], client_id: str | None = None) -> int:
         """Journal a fill the bot saw (websocket, polling)."""
@@ -415,11 +433,19 @@ class AsyncStateManager(_Core):
         allow_unsafe: bool | None = None,
     ) -> dict[str, Any]:
         self._check_safe("place_order", allow_unsafe)
-        return await self._orders().place_order(symbol, type, side, amount, price, params)
+        try:
+            return await self._orders().place_order(symbol, type, side, amount, price, params)
+        except OrderInDoubtError as exc:
+            self._in_doubt(exc)
+            raise
 
     async def cancel_order(self, client_id_or_order: str | Mapping[str, Any], symbol: str) -> dict[str, Any]:
         self._check_open()
-        return await self._orders().cancel_order(client_id_or_order, symbol)
+        try:
+            return await self._orders().cancel_order(client_id_or_order, symbol)
+        except OrderInDoubtError as exc:
+            self._in_doubt(exc)
+            raise
 
     async def edit_order(
         self,
@@ -433,7 +459,11 @@ class AsyncStateManager(_Core):
         allow_unsafe: bool | None = None,
     ) -> dict[str, Any]:
         self._check_safe("edit_order", allow_unsafe)
-        return await self._orders().edit_order(client_id_or_order, symbol, type, side, amount, price)
+        try:
+            return await self._orders().edit_order(client_id_or_order, symbol, type, side, amount, price)
+        except OrderInDoubtError as exc:
+            self._in_doubt(exc)
+            raise
 
     async def record_fill(self, trade: Mapping[str, Any], client_id: str | None = None) -> int:
         self._check_open()

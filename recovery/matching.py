@@ -86,6 +86,11 @@ class SymbolView:
     trades: list[dict[str, Any]] = field(default_factory=list)
     trades_ok: bool = False
     lookups: dict[str, bool] = field(default_factory=dict)  # client id -> looked up authoritatively
+    #: when the exchange gave the answers above (ms): the settle window is judged against the moment
+    #: the exchange was asked, not the moment reconciliation decides (slow or rate-limited gathering
+    #: must not turn "not there yet" into "not there")
+    answered_ms: int | None = None
+    lookup_ms: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -126,11 +131,21 @@ def _found(view: SymbolView, client_id: str | None) -> dict[str, Any] | None:
     return view.orders.get(client_id) if client_id else None
 
 
-def _authoritative_absent(view: SymbolView, client_id: str | None, intent_ms: int) -> bool:
-    """True when the exchange would have shown ``client_id`` and did not."""
+def _authoritative_absent(view: SymbolView, client_id: str | None, since_ms: int | None) -> bool:
+    """True when the exchange would have shown ``client_id`` and did not.
+
+    ``since_ms`` is when the order would have been placed (None: unknown, so
+    only a lookup by client id is authoritative).
+    """
     if client_id and view.lookups.get(client_id):
         return True
-    return view.history_from_ms is not None and view.history_from_ms <= intent_ms
+    return view.history_from_ms is not None and since_ms is not None and view.history_from_ms <= since_ms
+
+
+def _settled(view: SymbolView, client_id: str | None, intent_ms: int, now_ms: int, window_ms: int) -> bool:
+    """Had the settle window passed when the exchange gave its answer about ``client_id``?"""
+    asked = view.lookup_ms.get(client_id or "") or view.answered_ms or now_ms
+    return intent_ms <= asked - window_ms
 
 
 def _order_changed(known: Mapping[str, Any], seen: Mapping[str, Any]) -> bool:
@@ -143,16 +158,16 @@ def _order_changed(known: Mapping[str, Any], seen: Mapping[str, Any]) -> bool:
 def decide(inputs: Inputs, obs: Observations, *, now_ns: int, settle_window_ms: int) -> list[Decision]:
     """Every decision reconciliation takes, in a deterministic order."""
     out: list[Decision] = []
-    settled_before_ms = now_ns // 1_000_000 - settle_window_ms
+    now_ms = now_ns // 1_000_000
     pending_targets: set[str] = set()
     # 1. pending operations, oldest first
     for rec in inputs.pending:
         symbol = _target_symbol(rec, inputs.orders)
         view = obs.symbols.get(symbol or "", SymbolView())
         intent_ms = rec.ts_ns // 1_000_000
-        settled = intent_ms <= settled_before_ms
         data = rec.data or {}
         if rec.type in ("place_order", "edit_order"):
+            settled = _settled(view, rec.client_id, intent_ms, now_ms, settle_window_ms)
             found = _found(view, rec.client_id)
             if found is not None:
                 out.append(Decision(Action.COMMIT, rec.op, rec.client_id, symbol, found))
@@ -166,12 +181,15 @@ def decide(inputs: Inputs, obs: Observations, *, now_ns: int, settle_window_ms: 
         elif rec.type == "cancel_order":
             target = data.get("client_id")
             pending_targets.add(str(target))
+            settled = _settled(view, target, intent_ms, now_ms, settle_window_ms)
             found = _found(view, target)
+            known = inputs.orders.get(target or "") or {}
+            placed_ms = known.get("timestamp") if isinstance(known.get("timestamp"), int) else None
             if found is not None and found.get("status") not in OPEN:
                 out.append(Decision(Action.COMMIT, rec.op, target, symbol, found))
             elif found is not None and settled and view.open_ok:
                 out.append(Decision(Action.ABORT, rec.op, target, symbol, reason=CANCEL_NOT_APPLIED))
-            elif found is None and _authoritative_absent(view, target, intent_ms):
+            elif found is None and settled and _authoritative_absent(view, target, placed_ms):
                 out.append(Decision(Action.ABORT, rec.op, target, symbol, reason=TARGET_NOT_ON_EXCHANGE))
             else:
                 out.append(Decision(Action.UNRESOLVED, rec.op, target, symbol, reason="cancel outcome unknown"))
@@ -181,7 +199,8 @@ def decide(inputs: Inputs, obs: Observations, *, now_ns: int, settle_window_ms: 
     # 2. orders the state knows: changes that happened while we were away
     for client_id in sorted(inputs.orders):
         known = inputs.orders[client_id]
-        if known.get("status") not in ("open",) or client_id in settling:
+        # "rejected" too: an operation aborted on a wrong verdict must come back if the exchange has it
+        if known.get("status") not in ("open", "rejected") or client_id in settling:
             continue
         known_view = obs.symbols.get(known.get("symbol") or "")
         if known_view is None:
@@ -211,7 +230,8 @@ def decide(inputs: Inputs, obs: Observations, *, now_ns: int, settle_window_ms: 
     if obs.open_orders_all is not None:
         for order in sorted(obs.open_orders_all, key=lambda o: (o.get("symbol") or "", str(o.get("id")))):
             open_cid = order.get("client_id")
-            if open_cid in ours or open_cid in pending_targets:
+            key = open_cid or f"ext:{order.get('id')}"  # an order placed without a client id
+            if key in ours or key in pending_targets:
                 continue
             if open_cid and parse_client_id(open_cid, inputs.journal_id) is not None:
                 out.append(Decision(Action.ADOPT, None, open_cid, order.get("symbol"), order))

@@ -49,11 +49,13 @@ __all__ = ["DEFAULT_RECONCILE_SETTINGS", "AsyncReconciler", "ReconcileReport", "
 log = logging.getLogger("recovery.reconcile")
 
 DEFAULT_RECONCILE_SETTINGS: dict[str, Any] = {
-    # Binance executes a signed request up to recvWindow (ccxt sends 10000 ms) after its timestamp
-    "settle_window_ms": 10_000,
+    # Binance executes a signed request up to recvWindow (ccxt sends 10000 ms) after its timestamp,
+    # and accepts timestamps up to 1000 ms ahead of its clock
+    "settle_window_ms": 11_000,
     "max_requests": 200,
     "min_interval_s": 0.0,
     "history_limit": 500,
+    "max_pages": 50,
     "history_margin_ms": 60_000,
     "lookup_threshold": 2,  # up to this many orders to find in a symbol: look each up by client id
     "external_policy": "report",  # report | adopt | cancel
@@ -104,6 +106,39 @@ class _Query:
 _Answer = tuple[Any, BaseException | None]
 
 
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _pages(
+    method: str, symbol: str, since: int, cfg: dict[str, Any], errors: list[str], norm: Any
+) -> Generator[_Query, _Answer, tuple[list[dict[str, Any]], bool, int | None]]:
+    """Every row of a ``since``-paginated history; ``(rows, complete, ms of the first answer)``.
+
+    A history is complete only when a page brings nothing new: a short page
+    is not proof of the end, since venues cap page sizes below what was asked.
+    """
+    limit = int(cfg["history_limit"])
+    cursor = since
+    rows: dict[str, dict[str, Any]] = {}
+    first_ms: int | None = None
+    for _ in range(int(cfg["max_pages"])):
+        result, exc = yield _Query(method, (symbol,), {"since": cursor, "limit": limit})
+        if exc is not None:
+            errors.append(f"{method} {symbol}: {type(exc).__name__}: {exc}")
+            return list(rows.values()), False, first_ms
+        first_ms = first_ms if first_ms is not None else _now_ms()
+        page = [norm(r) for r in result or []]
+        new = [r for r in page if str(r.get("id")) not in rows]
+        if not new:
+            return list(rows.values()), True, first_ms
+        for r in new:
+            rows[str(r.get("id"))] = r
+        cursor = max(cursor, max(int(r.get("timestamp") or 0) for r in new))
+    errors.append(f"{method} {symbol}: more than {cfg['max_pages']} pages; history left incomplete")
+    return list(rows.values()), False, first_ms
+
+
 def _intent_ms(rec: Any) -> int:
     return int(rec.ts_ns // 1_000_000)
 
@@ -132,7 +167,11 @@ def _gather(inputs: Inputs, cfg: dict[str, Any], errors: list[str]) -> Generator
                 continue
             cid = data.get("client_id") if rec.type == "cancel_order" else rec.client_id
             if cid and cid not in view.orders:
-                wanted[cid] = _intent_ms(rec)
+                if rec.type == "cancel_order":  # the target was placed before the cancel: since then
+                    placed = (inputs.orders.get(cid) or {}).get("timestamp")
+                    wanted[cid] = int(placed) if isinstance(placed, int) else 0
+                else:
+                    wanted[cid] = _intent_ms(rec)
         for known_cid, known in inputs.orders.items():
             if known.get("symbol") == symbol and known.get("status") == "open" and known_cid not in view.orders:
                 wanted[known_cid] = int(known.get("timestamp") or 0)
@@ -142,53 +181,32 @@ def _gather(inputs: Inputs, cfg: dict[str, Any], errors: list[str]) -> Generator
                 if exc is None and result:
                     view.orders[cid] = normalize_order(result, client_id=cid)
                     view.lookups[cid] = True
+                    view.lookup_ms[cid] = _now_ms()
                 elif isinstance(exc, ccxt.OrderNotFound):
                     view.lookups[cid] = True  # authoritative: the exchange does not know it
+                    view.lookup_ms[cid] = _now_ms()
                 elif exc is not None:
                     errors.append(f"fetch_order {symbol} {cid}: {type(exc).__name__}: {exc}")
         elif wanted:
             since = max(0, min(wanted.values()) - int(cfg["history_margin_ms"]))
-            limit = int(cfg["history_limit"])
-            cursor, complete = since, False
-            while True:
-                result, exc = yield _Query("fetch_orders", (symbol,), {"since": cursor, "limit": limit})
-                if exc is not None:
-                    errors.append(f"fetch_orders {symbol}: {type(exc).__name__}: {exc}")
-                    break
-                rows = [normalize_order(o) for o in result or []]
-                for order in rows:
-                    if order.get("client_id"):
-                        view.orders.setdefault(order["client_id"], order)
-                if len(rows) < limit:
-                    complete = True
-                    break
-                newest = max(int(o.get("timestamp") or 0) for o in rows)
-                if newest <= cursor:
-                    break  # cannot page further: not complete
-                cursor = newest
+            rows, complete, first_ms = yield from _pages("fetch_orders", symbol, since, cfg, errors, normalize_order)
+            for order in rows:
+                if order.get("client_id"):
+                    view.orders.setdefault(order["client_id"], order)
             if complete:
                 view.history_from_ms = since
+                view.answered_ms = first_ms
         # trades since the oldest order we care about in this symbol
         stamps = [int(o.get("timestamp") or 0) for o in inputs.orders.values()
                   if o.get("symbol") == symbol and o.get("status") in ("open", "pending")]  # fmt: skip
         stamps += [_intent_ms(r) for r in inputs.pending if (r.data or {}).get("symbol") == symbol]
         stamps = [s for s in stamps if s > 0]
         if stamps:
-            cursor = max(0, min(stamps) - int(cfg["history_margin_ms"]))
-            while True:
-                result, exc = yield _Query("fetch_my_trades", (symbol,), {"since": cursor, "limit": 1000})
-                if exc is not None:
-                    errors.append(f"fetch_my_trades {symbol}: {type(exc).__name__}: {exc}")
-                    break
-                rows = [normalize_trade(t, symbol=symbol) for t in result or []]
-                view.trades.extend(rows)
-                if len(rows) < 1000:
-                    view.trades_ok = True
-                    break
-                newest = max(int(t.get("timestamp") or 0) for t in rows)
-                if newest <= cursor:
-                    break
-                cursor = newest
+            since = max(0, min(stamps) - int(cfg["history_margin_ms"]))
+            trades, view.trades_ok, _ = yield from _pages(
+                "fetch_my_trades", symbol, since, cfg, errors, lambda t, s=symbol: normalize_trade(t, symbol=s)
+            )
+            view.trades.extend(trades)
     result, exc = yield _Query("fetch_balance")
     if exc is None:
         obs.balances = _balances(result or {}, inputs)
@@ -268,7 +286,9 @@ class _Base:
             elif d.action is Action.EXTERNAL:
                 report.external.append({"client_id": d.client_id, "symbol": d.symbol, "id": d.data.get("id")})
                 if self.cfg["external_policy"] == "adopt":
-                    j.record("order_update", dict(d.data, external=True), source="recovery", wait=False)
+                    key = d.client_id or f"ext:{d.data.get('id')}"  # orders are keyed by client id
+                    j.record("order_update", dict(d.data, client_id=key, external=True), source="recovery",
+                             wait=False)  # fmt: skip
                 elif self.cfg["external_policy"] == "cancel":
                     externals_to_cancel.append(d)
             elif d.action is Action.BALANCES:

@@ -165,6 +165,7 @@ class StateStore:
                 if seq + 1 < first:
                     raise CorruptionError(f"records after snapshot {seq} were compacted (log starts at {first})", seq)
                 state = State(sections, seq)
+                state.check_values = self.reducers.custom  # replay checks values exactly as live did
                 self._replay(state, seq + 1, upto)
                 self.loaded_from = seq
                 return state, manifest
@@ -177,6 +178,7 @@ class StateStore:
                 j._base_seq + 1,
             )
         state = State()
+        state.check_values = self.reducers.custom
         self._replay(state, 1, upto)
         self.loaded_from = None
         return state, None

@@ -660,7 +660,10 @@ class Journal:
                 source=e.source,
             )
             for observer in self._observers:
-                observer(rec)
+                try:
+                    observer(rec)
+                except Exception:  # the record is queued: an observer bug must not fail the caller
+                    log.exception("observer failed on seq %d (%s %s)", seq, rec.kind, rec.type)
 
     def add_observer(self, observer: Callable[[Record], None]) -> None:
         """Call ``observer(record)`` for every record written from now on, in log order.

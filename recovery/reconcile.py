@@ -37,7 +37,7 @@ from typing import Any
 
 import ccxt
 
-from journal import Journal
+from journal import Journal, OperationStateError
 from journal.store import StateStore
 
 from .budget import Budget, BudgetExhausted
@@ -266,12 +266,17 @@ class _Base:
         j = self.journal
         externals_to_cancel = []
         for d in decisions:
-            if d.action is Action.COMMIT:
-                j.commit(d.op, d.data, source="recovery", wait=False)  # type: ignore[arg-type]
-                report.resolved += 1
-            elif d.action is Action.ABORT:
-                j.abort(d.op, d.reason or "not on exchange", source="recovery", wait=False)  # type: ignore[arg-type]
-                report.aborted += 1
+            if d.action in (Action.COMMIT, Action.ABORT):
+                try:
+                    if d.action is Action.COMMIT:
+                        j.commit(d.op, d.data, source="recovery", wait=False)  # type: ignore[arg-type]
+                        report.resolved += 1
+                    else:
+                        j.abort(d.op, d.reason or "not on exchange", source="recovery", wait=False)  # type: ignore[arg-type]
+                        report.aborted += 1
+                except OperationStateError:
+                    # reconcile() at run time: the bot settled this operation itself meanwhile
+                    log.info("op %s was settled by the bot during reconciliation; its outcome stands", d.op)
             elif d.action is Action.UNRESOLVED:
                 report.unresolved.append({"op": d.op, "client_id": d.client_id, "symbol": d.symbol, "why": d.reason})
             elif d.action is Action.ORDER_UPDATE:

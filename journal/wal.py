@@ -248,6 +248,7 @@ class Journal:
         self._flusher: threading.Thread | None = None
         self._last_ts = 0
         self._broken: JournalError | None = None
+        self._marker_since: float | None = None  # when the oldest unwritten no-wait record was queued
         self._observers: list[Callable[[Record], None]] = []
         self._write_hooks: list[Callable[[lmdb.Transaction], None]] = []
         warm_up()
@@ -591,6 +592,8 @@ class Journal:
                     seq += 1
                 self._next_seq, self._chain = seq, chain
                 self._queue.append(req)
+                if not wait and self._marker_since is None:
+                    self._marker_since = time.monotonic()
                 if self._observers:
                     self._notify(req, ts)
         if not settled:
@@ -680,6 +683,7 @@ class Journal:
         """Write everything queued in one transaction. Holds ``_write_lock``."""
         with self._qlock:
             batch, self._queue = self._queue, []
+            self._marker_since = None
         if not batch:
             return
         if self._broken is not None:
@@ -773,19 +777,37 @@ class Journal:
             self._flusher.start()
 
     def _flush_loop(self) -> None:
+        """Write markers that waited ``flush_interval_ms`` without a transaction to ride on.
+
+        A marker is flushed by age, not by a periodic tick: in a bot that keeps
+        placing orders every marker rides on the next intent's transaction and
+        this thread never writes (a tick would cost an extra fsync now and then,
+        and the next intent would wait for it).
+        """
         while not self._stop.is_set():
             self._kick.wait()
             if self._stop.is_set():
                 return
             self._kick.clear()
-            if self._stop.wait(self._flush_s):
-                return
             try:
-                with self._exclusive():
-                    if not self._closed:
-                        self._drain()
-                        if self.durability is Durability.PROCESS:
+                if self.durability is Durability.PROCESS:
+                    if self._stop.wait(self._flush_s):
+                        return
+                    with self._exclusive():
+                        if not self._closed:
+                            self._drain()
                             self._storage.env.sync(True)
+                    continue
+                while (since := self._marker_since) is not None:
+                    remaining = since + self._flush_s - time.monotonic()
+                    if remaining > 0:
+                        if self._stop.wait(remaining):
+                            return
+                        continue
+                    with self._exclusive():
+                        if not self._closed:
+                            self._drain()
+                    break
             except Exception:  # never let the flusher die; the next write retries
                 log.exception("background flush of %s failed", self.path)
 

@@ -222,7 +222,8 @@ class Storage:
 
     def check_usable(self) -> None:
         """Raise if this storage is closed or was inherited across fork()."""
-        if self._forked or os.getpid() != self._pid:
+        # os.register_at_fork marks every open storage in a child: no getpid() syscall per call
+        if self._forked:
             raise ForkError(
                 f"{self.path}: journal opened in pid {self._pid} used in forked child pid {os.getpid()}; "
                 "open the journal again in the child (never carry an open LMDB environment across fork)"

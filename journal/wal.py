@@ -249,6 +249,7 @@ class Journal:
         self._last_ts = 0
         self._broken: JournalError | None = None
         self._marker_since: float | None = None  # when the oldest unwritten no-wait record was queued
+        self._flusher_idle = True  # the flusher sleeps until kicked (else it polls marker ages itself)
         self._observers: list[Callable[[Record], None]] = []
         self._write_hooks: list[Callable[[lmdb.Transaction], None]] = []
         warm_up()
@@ -602,7 +603,8 @@ class Journal:
         if not wait or self.durability is Durability.PROCESS:
             # PROCESS mode: the flusher syncs the file a moment after writes.
             self._start_flusher()
-            self._kick.set()
+            if self._flusher_idle or self.durability is Durability.PROCESS:
+                self._kick.set()
         if not wait:
             return req
         t0 = time.perf_counter_ns()
@@ -620,6 +622,14 @@ class Journal:
         wrote is woken through its own event (no thundering herd); when the
         leader is done it hands the lead to the first thread still waiting.
         """
+        if self._write_lock.acquire(blocking=False):  # the common case: nobody is writing
+            try:
+                while not req.done:
+                    self._drain()
+            finally:
+                self._write_lock.release()
+            self._hand_off()
+            return
         event = getattr(self._tls, "event", None)
         if event is None:
             event = self._tls.event = threading.Event()
@@ -785,7 +795,10 @@ class Journal:
         and the next intent would wait for it).
         """
         while not self._stop.is_set():
-            self._kick.wait()
+            self._flusher_idle = True
+            if self._marker_since is None or self.durability is Durability.PROCESS:
+                self._kick.wait()
+            self._flusher_idle = False
             if self._stop.is_set():
                 return
             self._kick.clear()
@@ -798,8 +811,17 @@ class Journal:
                             self._drain()
                             self._storage.env.sync(True)
                     continue
-                while (since := self._marker_since) is not None:
-                    remaining = since + self._flush_s - time.monotonic()
+                # Busy: poll the oldest marker's age without being woken per commit (a wake-up
+                # per operation costs more than the write); idle for a second: sleep until kicked.
+                quiet_since = time.monotonic()
+                while time.monotonic() - quiet_since < 1.0:
+                    since = self._marker_since
+                    if since is None:
+                        if self._stop.wait(self._flush_s):
+                            return
+                        continue
+                    quiet_since = time.monotonic()
+                    remaining = since + self._flush_s - quiet_since
                     if remaining > 0:
                         if self._stop.wait(remaining):
                             return
@@ -807,7 +829,6 @@ class Journal:
                     with self._exclusive():
                         if not self._closed:
                             self._drain()
-                    break
             except Exception:  # never let the flusher die; the next write retries
                 log.exception("background flush of %s failed", self.path)
 

@@ -622,13 +622,7 @@ class Journal:
         wrote is woken through its own event (no thundering herd); when the
         leader is done it hands the lead to the first thread still waiting.
         """
-        if self._write_lock.acquire(blocking=False):  # the common case: nobody is writing
-            try:
-                while not req.done:
-                    self._drain()
-            finally:
-                self._write_lock.release()
-            self._hand_off()
+        if self._lead(req):  # the common case: nobody is writing, no event needed
             return
         event = getattr(self._tls, "event", None)
         if event is None:
@@ -637,16 +631,22 @@ class Journal:
         req.event = event
         req.waiting = True
         while not req.done:
-            if self._write_lock.acquire(blocking=False):
-                try:
-                    while not req.done:
-                        self._drain()
-                finally:
-                    self._write_lock.release()
-                self._hand_off()
+            if self._lead(req):
                 return
             req.event.wait(0.05)  # the timeout is a safety net, not the wake-up path
             req.event.clear()
+
+    def _lead(self, req: _Request) -> bool:
+        """If no one is writing, write everything queued until ``req`` is done; False if someone is."""
+        if not self._write_lock.acquire(blocking=False):
+            return False
+        try:
+            while not req.done:
+                self._drain()
+        finally:
+            self._write_lock.release()
+        self._hand_off()
+        return True
 
     def _hand_off(self) -> None:
         if not self._queue:

@@ -36,7 +36,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from journal import Journal
@@ -181,11 +182,16 @@ class _Core:
             raise RecoveryError(f"{self.path}: the manager is closed")
         return self.journal
 
-    def _in_doubt(self, exc: OrderInDoubtError) -> None:
-        """An operation left pending at run time: safe mode until a reconcile settles it."""
-        self.unresolved.append({"op": exc.op_id, "client_id": exc.client_id, "symbol": exc.symbol,
-                                "why": "in doubt at run time"})  # fmt: skip
-        log.warning("%s: op %d in doubt: safe mode until reconcile() settles it", self.path, exc.op_id)
+    @contextmanager
+    def _watch_doubt(self) -> Iterator[None]:
+        """An operation left pending at run time puts the manager in safe mode until a reconcile."""
+        try:
+            yield
+        except OrderInDoubtError as exc:
+            self.unresolved.append({"op": exc.op_id, "client_id": exc.client_id, "symbol": exc.symbol,
+                                    "why": "in doubt at run time"})  # fmt: skip
+            log.warning("%s: op %d in doubt: safe mode until reconcile() settles it", self.path, exc.op_id)
+            raise
 
     def _check_safe(self, what: str, allow_unsafe: bool | None) -> None:
         self._check_open()
@@ -342,20 +348,14 @@ class StateManager(_Core):
     ) -> dict[str, Any]:
         """Place an order through the journal (see :class:`~recovery.orders.OrderJournal`)."""
         self._check_safe("place_order", allow_unsafe)
-        try:
+        with self._watch_doubt():
             return self._orders().place_order(symbol, type, side, amount, price, params)
-        except OrderInDoubtError as exc:
-            self._in_doubt(exc)
-            raise
 
     def cancel_order(self, client_id_or_order: str | Mapping[str, Any], symbol: str) -> dict[str, Any]:
         """Cancel an order through the journal (allowed in safe mode)."""
         self._check_open()
-        try:
+        with self._watch_doubt():
             return self._orders().cancel_order(client_id_or_order, symbol)
-        except OrderInDoubtError as exc:
-            self._in_doubt(exc)
-            raise
 
     def edit_order(
         self,
@@ -370,11 +370,8 @@ class StateManager(_Core):
     ) -> dict[str, Any]:
         """Replace an order through the journal; returns the new order."""
         self._check_safe("edit_order", allow_unsafe)
-        try:
+        with self._watch_doubt():
             return self._orders().edit_order(client_id_or_order, symbol, type, side, amount, price)
-        except OrderInDoubtError as exc:
-            self._in_doubt(exc)
-            raise
 
     def record_fill(self, trade: Mapping[str, Any], client_id: str | None = None) -> int:
         """Journal a fill the bot saw (websocket, polling)."""
@@ -433,19 +430,13 @@ class AsyncStateManager(_Core):
         allow_unsafe: bool | None = None,
     ) -> dict[str, Any]:
         self._check_safe("place_order", allow_unsafe)
-        try:
+        with self._watch_doubt():
             return await self._orders().place_order(symbol, type, side, amount, price, params)
-        except OrderInDoubtError as exc:
-            self._in_doubt(exc)
-            raise
 
     async def cancel_order(self, client_id_or_order: str | Mapping[str, Any], symbol: str) -> dict[str, Any]:
         self._check_open()
-        try:
+        with self._watch_doubt():
             return await self._orders().cancel_order(client_id_or_order, symbol)
-        except OrderInDoubtError as exc:
-            self._in_doubt(exc)
-            raise
 
     async def edit_order(
         self,
@@ -459,11 +450,8 @@ class AsyncStateManager(_Core):
         allow_unsafe: bool | None = None,
     ) -> dict[str, Any]:
         self._check_safe("edit_order", allow_unsafe)
-        try:
+        with self._watch_doubt():
             return await self._orders().edit_order(client_id_or_order, symbol, type, side, amount, price)
-        except OrderInDoubtError as exc:
-            self._in_doubt(exc)
-            raise
 
     async def record_fill(self, trade: Mapping[str, Any], client_id: str | None = None) -> int:
         self._check_open()

@@ -39,8 +39,8 @@ def _child(path: str, url: str, phase: str) -> int:
     """The bot. ``phase`` is ``trade`` (until the crash point fires) or ``recover``."""
     import logging
 
+    from .exchanges import make_exchange
     from .manager import StateManager
-    from .testing import make_exchange
 
     logging.basicConfig(level=logging.WARNING, format="  bot: %(levelname)s %(name)s: %(message)s")
     exchange = make_exchange(url)

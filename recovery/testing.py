@@ -31,11 +31,12 @@ from __future__ import annotations
 import asyncio
 import warnings
 from collections.abc import Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
-from recovery.simulator import TEST_API_KEY, TEST_SECRET, Simulator
+from recovery.exchanges import NOT_SIMULATED, SPOT_API_KEYS, make_exchange
+from recovery.simulator import Simulator
 
 if TYPE_CHECKING:
     import ccxt
@@ -51,66 +52,7 @@ __all__ = [
     "simulator",
 ]
 
-#: ``urls['api']`` keys that are Binance spot REST endpoints, and the path each gets.
-SPOT_API_KEYS = {"public": "/api/v3", "private": "/api/v3", "v1": "/api/v1"}
-#: Where every other API points: refused at once, and the URL says why.
-NOT_SIMULATED = "http://127.0.0.1:9/not-simulated"
 T = TypeVar("T")
-
-
-@overload
-def make_exchange(
-    url: str, *, async_: Literal[False] = False, timeout_ms: int = 5000, **config: Any
-) -> ccxt.binance: ...
-@overload
-def make_exchange(
-    url: str, *, async_: Literal[True], timeout_ms: int = 5000, **config: Any
-) -> ccxt.async_support.binance: ...
-def make_exchange(
-    url: str, *, async_: bool = False, timeout_ms: int = 5000, **config: Any
-) -> ccxt.binance | ccxt.async_support.binance:
-    """A real ccxt ``binance`` client that talks to the simulator at ``url`` only.
-
-    ``config`` is passed to the ccxt constructor (``apiKey``/``secret`` default to
-    the simulator's test credentials; ``options`` are merged over the defaults).
-    """
-    import ccxt
-    import ccxt.async_support
-
-    if not url.startswith("http://127.0.0.1:"):
-        raise ValueError(f"make_exchange points ccxt at a local simulator (http://127.0.0.1:<port>), not {url!r}")
-    base = url.rstrip("/")
-    options = {
-        "fetchMarkets": {"types": ["spot"]},
-        "fetchCurrencies": False,
-        "fetchMargins": False,
-        "adjustForTimeDifference": False,
-        "fetchOpenOrders": {"warnWithoutSymbol": False},
-        "maxRetriesOnFailure": 0,
-    }
-    options.update(config.pop("options", {}))
-    settings: dict[str, Any] = {
-        "apiKey": TEST_API_KEY,
-        "secret": TEST_SECRET,
-        "timeout": timeout_ms,
-        "enableRateLimit": False,
-        "options": options,
-    }
-    settings.update(config)
-    cls = ccxt.async_support.binance if async_ else ccxt.binance
-    exchange = cls(settings)
-    exchange.urls["api"] = {
-        name: (base + SPOT_API_KEYS[name] if name in SPOT_API_KEYS else f"{NOT_SIMULATED}/{name}")
-        for name in exchange.urls["api"]
-    }
-    exceptions = dict(exchange.exceptions)
-    spot = exceptions.get("spot", {})
-    for table in ("exact", "broad"):
-        exceptions[table] = {**exceptions.get(table, {}), **spot.get(table, {})}
-    exchange.exceptions = exceptions
-    if async_ and hasattr(exchange, "timeout_on_exit"):
-        exchange.timeout_on_exit = 0
-    return exchange
 
 
 @pytest.fixture

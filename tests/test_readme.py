@@ -27,3 +27,20 @@ def test_ci_runs_the_readme_test_command() -> None:
 def test_first_screen_has_the_demo_command() -> None:
     first_screen = "\n".join(README.splitlines()[:20])
     assert "python -m recovery.demo" in first_screen and "python -m pytest" in first_screen
+
+
+def test_main_job_runs_without_the_test_dependencies() -> None:
+    """The README's first command installs only the runtime dependencies: the demo must not need pytest."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "for name in ('pytest', 'hypothesis', 'pytest_benchmark', '_pytest'):\n"
+        "    sys.modules[name] = None  # importing any of them now fails\n"
+        "from recovery.demo import main\n"
+        "sys.exit(main([]))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "demo OK" in proc.stdout

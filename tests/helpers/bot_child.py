@@ -21,7 +21,7 @@ import ccxt
 
 from recovery import OrderAbortedError, OrderInDoubtError, SafeModeError, StateManager
 from recovery.demo import recovered_result
-from recovery.testing import make_exchange
+from recovery.exchanges import make_exchange
 
 SYMBOLS = {"BTC/USDT": Decimal("30000"), "ETH/USDT": Decimal("2000"), "SOL/USDT": Decimal("100")}
 

@@ -61,7 +61,9 @@ Quick start::
 
 from __future__ import annotations
 
+from .autosave import AutoSaver
 from .clientid import CLIENT_ID_PREFIX, make_client_id, parse_client_id
+from .diff import diff_states
 from .errors import (
     CodecError,
     CorruptionError,
@@ -76,17 +78,25 @@ from .errors import (
     ReadOnlyError,
     UnknownOperationError,
 )
+from .migrate import SCHEMA_VERSION, Migrations, SchemaVersionError
 from .record import Record
+from .reducers import Reducers
+from .state import State
 from .storage import FORMAT_VERSION
+from .store import StateStore
+from .validate import Violation
 from .wal import DEFAULT_SETTINGS, Durability, Journal, Operation, VerifyReport
 
 __all__ = [
     "CLIENT_ID_PREFIX",
     "DEFAULT_SETTINGS",
     "FORMAT_VERSION",
+    "SCHEMA_VERSION",
+    "AutoSaver",
     "CodecError",
     "CorruptionError",
     "DecodeError",
+    "diff_states",
     "Durability",
     "ForkError",
     "FormatVersionError",
@@ -94,13 +104,19 @@ __all__ = [
     "JournalClosedError",
     "JournalError",
     "JournalLockedError",
+    "make_client_id",
+    "Migrations",
     "NotAJournalError",
     "Operation",
     "OperationStateError",
+    "parse_client_id",
     "ReadOnlyError",
     "Record",
+    "Reducers",
+    "SchemaVersionError",
+    "State",
+    "StateStore",
     "UnknownOperationError",
     "VerifyReport",
-    "make_client_id",
-    "parse_client_id",
+    "Violation",
 ]

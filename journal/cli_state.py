@@ -26,6 +26,7 @@ import time
 from decimal import Decimal
 from typing import Any
 
+from . import snapshot as snap
 from .cli import (
     EXIT_LOCKED,
     EXIT_OK,
@@ -68,9 +69,9 @@ def _writer(ctx: Context, what: str) -> Journal:
 @verify_check("snapshots")
 def _check_snapshots(journal: Journal) -> CheckResult:
     """Every snapshot's manifest checksum and every chunk's digest."""
-    infos = StateStore.__new__(StateStore)
-    infos.journal = journal
-    listed = StateStore.snapshots(infos)
+    st = journal._storage
+    with st.read() as txn:
+        listed = snap.check_all(txn, st.dbs)
     bad = [i for i in listed if not i.ok]
     if bad:
         return CheckResult("snapshots", False, f"snapshot at seq {bad[0].seq}: {bad[0].problem}", bad[0].seq,

@@ -48,7 +48,9 @@ __all__ = [
     "MAX_DELTAS",
     "SnapshotInfo",
     "build",
+    "check_all",
     "delete_old",
+    "gc_paused",
     "list_snapshots",
     "read_manifest",
     "read_sections",
@@ -225,7 +227,7 @@ def read_manifest(txn: lmdb.Transaction, dbs: Mapping[str, Any], seq: int) -> di
 
 
 @contextmanager
-def _gc_paused() -> Iterator[None]:
+def gc_paused() -> Iterator[None]:
     # Decoding a large state allocates millions of containers; the cyclic GC
     # would scan them again and again (roughly doubling load time).
     was = gc.isenabled()
@@ -253,7 +255,7 @@ def read_sections(txn: lmdb.Transaction, dbs: Mapping[str, Any], manifest: Mappi
     """Rebuild the sections of a snapshot, verifying every chunk."""
     seq = manifest["seq"]
     out: dict[str, dict[str, Any]] = {}
-    with _gc_paused():
+    with gc_paused():
         for name, sec in manifest["sections"].items():
             items: dict[str, Any] = {}
             for d in sec["base"]:
@@ -273,6 +275,22 @@ def read_sections(txn: lmdb.Transaction, dbs: Mapping[str, Any], manifest: Mappi
                     f"snapshot at seq {seq}: section {name!r} has {len(items)} keys, manifest says {sec['count']}", seq
                 )
             out[name] = items
+    return out
+
+
+def check_all(txn: lmdb.Transaction, dbs: Mapping[str, Any]) -> list[SnapshotInfo]:
+    """Every stored snapshot, oldest first, checked whole (manifest and every chunk).
+
+    A damaged one is listed with ``ok=False`` and the problem; nothing raises.
+    """
+    out = []
+    for seq in list_snapshots(txn, dbs):
+        try:
+            manifest = read_manifest(txn, dbs, seq)
+            read_sections(txn, dbs, manifest)
+            out.append(info(manifest))
+        except (CorruptionError, DecodeError) as exc:
+            out.append(SnapshotInfo(seq, 0, 0, 0, {}, 0, ok=False, problem=str(exc)))
     return out
 
 

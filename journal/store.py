@@ -186,16 +186,9 @@ class StateStore:
     def _replay(self, state: State, start: int, stop: int) -> None:
         if start > stop:
             return
-        import gc
-
-        was = gc.isenabled()
-        gc.disable()
-        try:
+        with snap.gc_paused():
             for rec in self.journal.records(start, stop):
                 self._apply_to(state, rec)
-        finally:
-            if was:
-                gc.enable()
 
     # -- follow --------------------------------------------------------------
 
@@ -305,16 +298,8 @@ class StateStore:
     def snapshots(self) -> list[snap.SnapshotInfo]:
         """Every stored snapshot, oldest first, with ``ok``/``problem`` after checking it whole."""
         st = self.journal._storage
-        out = []
         with st.read() as txn:
-            for seq in snap.list_snapshots(txn, st.dbs):
-                try:
-                    manifest = snap.read_manifest(txn, st.dbs, seq)
-                    snap.read_sections(txn, st.dbs, manifest)
-                    out.append(snap.info(manifest))
-                except (CorruptionError, DecodeError) as exc:
-                    out.append(snap.SnapshotInfo(seq, 0, 0, 0, {}, 0, ok=False, problem=str(exc)))
-        return out
+            return snap.check_all(txn, st.dbs)
 
     def snapshot_state(self, seq: int) -> State:
         """The state stored in snapshot ``seq`` (migrated), without replay."""

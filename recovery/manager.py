@@ -38,7 +38,7 @@ import os
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from journal import Journal
 from journal.autosave import AutoSaver, install_signal_handlers
@@ -54,6 +54,8 @@ from .reconcile import AsyncReconciler, Reconciler, ReconcileReport
 __all__ = ["AsyncStateManager", "SafeModeError", "StateManager", "scrub_exchange_logs"]
 
 log = logging.getLogger("recovery.manager")
+
+OrdersT = TypeVar("OrdersT", OrderJournal, AsyncOrderJournal)
 
 
 class _ScrubSecrets(logging.Filter):
@@ -90,7 +92,9 @@ class SafeModeError(RecoveryError):
     """New orders are refused while operations are unresolved."""
 
 
-class _Core:
+class _Core(Generic[OrdersT]):
+    orders: OrdersT | None = None
+
     def __init__(
         self,
         path: str | os.PathLike[str],
@@ -181,6 +185,12 @@ class _Core:
         if self._closed:
             raise RecoveryError(f"{self.path}: the manager is closed")
         return self.journal
+
+    def _orders(self) -> OrdersT:
+        """The order helper (sync or async, by subclass); an offline manager has none."""
+        if self.orders is None:
+            raise RecoveryError(f"{self.path}: no exchange given: orders cannot be sent (offline start)")
+        return self.orders
 
     @contextmanager
     def _watch_doubt(self) -> Iterator[None]:
@@ -307,10 +317,8 @@ class _Core:
             log.info("state manager of %s closed", self.path)
 
 
-class StateManager(_Core):
+class StateManager(_Core[OrderJournal]):
     """The state-management service for a bot using a sync ccxt exchange (or none: offline)."""
-
-    orders: OrderJournal | None = None
 
     def start(self) -> ReconcileReport:
         """Open the journal, load the state, reconcile with the exchange, start the autosave."""
@@ -329,11 +337,6 @@ class StateManager(_Core):
             return self._after_reconcile(self._offline_report())
         report = Reconciler(j, self.store, self.exchange, **self._reconcile_settings).run()
         return self._after_reconcile(report)
-
-    def _orders(self) -> OrderJournal:
-        if self.orders is None:
-            raise RecoveryError(f"{self.path}: no exchange given: orders cannot be sent (offline start)")
-        return self.orders
 
     def place_order(
         self,
@@ -392,10 +395,8 @@ class StateManager(_Core):
         self.close()
 
 
-class AsyncStateManager(_Core):
+class AsyncStateManager(_Core[AsyncOrderJournal]):
     """The twin of :class:`StateManager` for ``ccxt.async_support`` exchanges."""
-
-    orders: AsyncOrderJournal | None = None
 
     async def start(self) -> ReconcileReport:
         self._open()
@@ -412,11 +413,6 @@ class AsyncStateManager(_Core):
             return self._after_reconcile(self._offline_report())
         report = await AsyncReconciler(j, self.store, self.exchange, **self._reconcile_settings).run()
         return self._after_reconcile(report)
-
-    def _orders(self) -> AsyncOrderJournal:
-        if self.orders is None:
-            raise RecoveryError(f"{self.path}: no exchange given: orders cannot be sent (offline start)")
-        return self.orders
 
     async def place_order(
         self,

@@ -40,7 +40,7 @@ import ccxt
 from journal import Journal, OperationStateError
 from journal.store import StateStore
 
-from .budget import Budget, BudgetExhausted
+from .budget import Budget
 from .matching import Action, Decision, Inputs, Observations, decide, symbols_of
 from .normalize import normalize_order, normalize_trade, to_decimal
 
@@ -258,6 +258,22 @@ class _Base:
             balances=view["balances"],
         )
 
+    def _plan(self, budget: Budget) -> Generator[_Query, _Answer, ReconcileReport]:
+        """The whole run as a generator of queries; ``run()`` only sends them (sync or async)."""
+        t0 = time.perf_counter()
+        inputs = self._inputs()
+        errors: list[str] = []
+        obs = yield from _gather(inputs, self.cfg, errors)
+        report, externals = self._finish(inputs, obs, errors, budget, t0)
+        for d in externals:  # external_policy="cancel"
+            _, exc = yield _Query("cancel_order", (d.data.get("id"), d.symbol))
+            if exc is None:
+                self.journal.record("external_canceled", {"id": d.data.get("id"), "symbol": d.symbol},
+                                    source="recovery")  # fmt: skip
+            else:
+                log.warning("could not cancel external order %s on %s: %s", d.data.get("id"), d.symbol, exc)
+        return report
+
     def _finish(self, inputs: Inputs, obs: Observations, errors: list[str], budget: Budget, t0: float) -> tuple[
         ReconcileReport, list[Decision]
     ]:
@@ -313,66 +329,36 @@ class Reconciler(_Base):
     """Reconciliation with a sync ccxt exchange (``exchange=None``: offline, nothing resolved)."""
 
     def run(self) -> ReconcileReport:
-        t0 = time.perf_counter()
-        inputs = self._inputs()
         budget = self._budget()
-        errors: list[str] = []
-        gen = _gather(inputs, self.cfg, errors)
-        answer: _Answer = (None, None)
+        plan = self._plan(budget)
         try:
-            query = next(gen)
+            query = next(plan)
             while True:
-                answer = self._ask(budget, query)
-                query = gen.send(answer)
-        except StopIteration as stop:
-            obs = stop.value
-        report, externals = self._finish(inputs, obs, errors, budget, t0)
-        for d in externals:
-            self._cancel_external(d)
-        return report
+                query = plan.send(self._ask(budget, query))
+        except StopIteration as done:
+            return done.value
 
     def _ask(self, budget: Budget, query: _Query) -> _Answer:
         if self.exchange is None:
             return None, ccxt.NetworkError("offline: no exchange given")
         try:
             return budget.call(getattr(self.exchange, query.method), *query.args, **query.kwargs), None
-        except BudgetExhausted as exc:
+        except Exception as exc:  # every answer, good or bad (BudgetExhausted too), goes to the planner
             return None, exc
-        except Exception as exc:  # every answer, good or bad, goes to the planner
-            return None, exc
-
-    def _cancel_external(self, d: Decision) -> None:
-        try:
-            self.exchange.cancel_order(d.data.get("id"), d.symbol)
-            self.journal.record("external_canceled", {"id": d.data.get("id"), "symbol": d.symbol}, source="recovery")
-        except Exception as exc:
-            log.warning("could not cancel external order %s on %s: %s", d.data.get("id"), d.symbol, exc)
 
 
 class AsyncReconciler(_Base):
     """Reconciliation with a ``ccxt.async_support`` exchange (journal writes stay blocking: < 1 ms)."""
 
     async def run(self) -> ReconcileReport:
-        t0 = time.perf_counter()
-        inputs = self._inputs()
         budget = self._budget()
-        errors: list[str] = []
-        gen = _gather(inputs, self.cfg, errors)
+        plan = self._plan(budget)
         try:
-            query = next(gen)
+            query = next(plan)
             while True:
-                answer = await self._ask(budget, query)
-                query = gen.send(answer)
-        except StopIteration as stop:
-            obs = stop.value
-        report, externals = self._finish(inputs, obs, errors, budget, t0)
-        for d in externals:
-            try:
-                await self.exchange.cancel_order(d.data.get("id"), d.symbol)
-                self.journal.record("external_canceled", {"id": d.data.get("id"), "symbol": d.symbol}, source="recovery")
-            except Exception as exc:
-                log.warning("could not cancel external order %s on %s: %s", d.data.get("id"), d.symbol, exc)
-        return report
+                query = plan.send(await self._ask(budget, query))
+        except StopIteration as done:
+            return done.value
 
     async def _ask(self, budget: Budget, query: _Query) -> _Answer:
         if self.exchange is None:

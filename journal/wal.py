@@ -26,7 +26,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import lmdb
@@ -34,6 +33,7 @@ import lmdb
 from . import crashpoints
 from .clientid import make_client_id, new_journal_id, parse_client_id
 from .codec import decode, encode, warm_up
+from .compaction import delete_through
 from .errors import (
     CodecError,
     CorruptionError,
@@ -53,7 +53,6 @@ from .record import (
     KIND_NAMES,
     Record,
     body,
-    check,
     frame,
     genesis_chain,
     seq_key,
@@ -61,6 +60,7 @@ from .record import (
 )
 from .stats import WriteStats
 from .storage import FORMAT_VERSION, Storage
+from .verify import VerifyReport, verify_range
 
 __all__ = ["DEFAULT_SETTINGS", "Durability", "Journal", "Operation", "VerifyReport"]
 
@@ -116,23 +116,6 @@ DEFAULT_SETTINGS: dict[str, Any] = {
 }
 
 _VERIFY_MODES = ("tail", "full", "none")
-
-
-@dataclass(frozen=True)
-class VerifyReport:
-    """What :meth:`Journal.verify` found. ``ok`` is False at the first damage."""
-
-    ok: bool
-    records_checked: int
-    first_seq: int | None
-    last_seq: int | None
-    first_bad_seq: int | None = None
-    problem: str | None = None
-
-    def __str__(self) -> str:
-        if self.ok:
-            return f"ok: {self.records_checked} records, seq {self.first_seq}..{self.last_seq}"
-        return f"damaged at seq {self.first_bad_seq}: {self.problem}"
 
 
 class _Entry:
@@ -888,38 +871,9 @@ class Journal:
         while self._base_seq < through_seq:
             end = min(self._base_seq + batch, through_seq)
 
-            def delete(txn: lmdb.Transaction, start: int = self._base_seq + 1, end: int = end) -> tuple[int, int]:
-                value = txn.get(seq_key(end), db=st.dbs["log"])
-                if value is None:
-                    raise CorruptionError(f"{self.path}: record {end} missing during compaction", end)
-                end_chain = struct.unpack_from(">Q", value, 8)[0]
-                cur = txn.cursor(db=st.dbs["log"])
-                n = 0
-                if cur.set_range(seq_key(start)):
-                    while True:
-                        key = cur.key()
-                        if not key or _SEQ.unpack(key)[0] > end:
-                            break
-                        cur.delete()
-                        n += 1
-                ops = txn.cursor(db=st.dbs["ops"])
-                if ops.first():
-                    while True:
-                        key = ops.key()
-                        if len(key) != 16 or _SEQ.unpack(key[:8])[0] > end:
-                            break
-                        if _SEQ.unpack(key[8:])[0] <= end:
-                            ops.delete()
-                        elif not ops.next():
-                            break
-                st.put_meta(txn, "chain_base", [end, end_chain])
-                cp = st.get_meta(txn, "checkpoint")
-                if cp is not None and cp[0] < end:
-                    st.put_meta(txn, "checkpoint", [end, end_chain])
-                return n, end_chain
-
+            start = self._base_seq + 1
             with self._exclusive():
-                n, chain = st.write(delete)
+                n, chain = st.write(lambda txn: delete_through(st, txn, start, end))  # noqa: B023 (runs now)
             self._base_seq, self._base_chain = end, chain
             deleted += n
             crashpoints.reached("compaction_batch")
@@ -1073,55 +1027,7 @@ class Journal:
         return self._verify_range(self._base_seq, self._base_chain, check_anchor=False)
 
     def _verify_range(self, after_seq: int, chain: int | None, *, check_anchor: bool) -> VerifyReport:
-        expected = after_seq + 1
-        checked = 0
-        first: int | None = None
-        last: int | None = None
-        st = self._storage
-        if check_anchor:
-            with st.read() as txn:
-                value = txn.get(seq_key(after_seq), db=st.dbs["log"])
-            if value is None or len(value) < HEADER.size or struct.unpack_from(">Q", value, 8)[0] != chain:
-                return VerifyReport(False, 0, None, None, after_seq, "checkpoint record missing or altered")
-            try:
-                check(seq_key(after_seq), value, None)
-            except CorruptionError as exc:
-                return VerifyReport(False, 0, None, None, after_seq, str(exc))
-        pos = expected
-        while True:
-            n = 0
-            with st.read() as txn:
-                cur = txn.cursor(db=st.dbs["log"])
-                if not cur.set_range(seq_key(pos)):
-                    break
-                for key, value in cur:
-                    seq = _SEQ.unpack(key)[0] if len(key) == 8 else -1
-                    if seq != expected:
-                        return VerifyReport(
-                            False,
-                            checked,
-                            first,
-                            last,
-                            expected,
-                            f"record missing: expected seq {expected}, found {seq}",
-                        )
-                    try:
-                        _, chain = check(key, value, chain)
-                        if value[24] not in KIND_NAMES:
-                            raise CorruptionError(f"record at seq {seq}: unknown kind {value[24]}", seq)
-                    except CorruptionError as exc:
-                        return VerifyReport(False, checked, first, last, seq, str(exc))
-                    first = seq if first is None else first
-                    last = seq
-                    checked += 1
-                    expected += 1
-                    n += 1
-                    if n >= 4096:
-                        break
-                else:
-                    break
-            pos = expected
-        return VerifyReport(True, checked, first, last)
+        return verify_range(self._storage, after_seq, chain, check_anchor=check_anchor)
 
     def stats(self) -> dict[str, Any]:
         """Counters and latency percentiles (append as seen by callers, sync per transaction)."""

@@ -20,7 +20,7 @@ from journal import Journal
 from journal.store import StateStore
 from recovery.reconcile import Reconciler
 from recovery.simulator import Simulator
-from recovery.testing import make_exchange
+from recovery.testing import make_exchange, pending_order
 
 SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT", "BNB/USDT", "XRP/USDT"]
 PRICES = {"BTC/USDT": "30000", "ETH/USDT": "2000", "SOL/USDT": "100", "BNB/USDT": "300", "XRP/USDT": "50"}
@@ -34,12 +34,8 @@ def _build(root: Path, sim: Simulator) -> Path:
         StateStore(j)
         for i in range(100):
             symbol = SYMBOLS[i % 5]
-            price = D(PRICES[symbol]) * D("0.9")
-            op = j.begin("place_order", {"symbol": symbol, "side": "buy", "type": "limit", "amount": D("1"),
-                                         "price": price})  # fmt: skip
-            if i % 2 == 0:
-                sim.core.place_order(symbol, "BUY", "LIMIT", quantity=D("1"), price=price, time_in_force="GTC",
-                                     client_order_id=op.client_id)  # fmt: skip
+            price = str(D(PRICES[symbol]) * D("0.9"))
+            pending_order(j, symbol, "1", price, sent_to=sim if i % 2 == 0 else None)
     return path
 
 

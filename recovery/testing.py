@@ -31,10 +31,12 @@ from __future__ import annotations
 import asyncio
 import warnings
 from collections.abc import Awaitable, Callable, Iterator
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
+from journal import Journal, Operation
 from recovery.exchanges import NOT_SIMULATED, SPOT_API_KEYS, make_exchange
 from recovery.simulator import Simulator
 
@@ -49,10 +51,28 @@ __all__ = [
     "async_exchange",
     "exchange",
     "make_exchange",
+    "pending_order",
     "simulator",
 ]
 
 T = TypeVar("T")
+
+
+def pending_order(
+    journal: Journal, symbol: str, amount: str, price: str, *, sent_to: Simulator | None = None, side: str = "buy"
+) -> Operation:
+    """A ``place_order`` intent left pending, as a bot killed mid-order leaves it.
+
+    With ``sent_to``, the simulator also holds the order under the intent's
+    client id (the crash came after the exchange accepted it); without, the
+    order never reached the exchange. Reconciliation tests start from here.
+    """
+    op = journal.begin("place_order", {"symbol": symbol, "side": side, "type": "limit", "amount": Decimal(amount),
+                                       "price": Decimal(price)})  # fmt: skip
+    if sent_to is not None:
+        sent_to.core.place_order(symbol, side.upper(), "LIMIT", quantity=Decimal(amount), price=Decimal(price),
+                                 time_in_force="GTC", client_order_id=op.client_id)  # fmt: skip
+    return op
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from journal.store import StateStore
 from recovery import AsyncStateManager, SafeModeError, StateManager
 from recovery.reconcile import Reconciler
 from recovery.simulator import Simulator
-from recovery.testing import make_exchange
+from recovery.testing import make_exchange, pending_order
 
 pytestmark = pytest.mark.integration
 
@@ -45,11 +45,8 @@ def test_100_pending_over_5_symbols_cost_O_symbols_requests(tmp_path: Path, sim:
         StateStore(j)
         for i in range(100):
             symbol = SYMBOLS[i % 5]
-            op = j.begin("place_order", {"symbol": symbol, "side": "buy", "type": "limit", "amount": D("1"),
-                                         "price": _limit_below(symbol)})  # fmt: skip
-            if i % 2 == 0:  # the exchange got every other order before the "crash"
-                sim.core.place_order(symbol, "BUY", "LIMIT", quantity=D("1"), price=_limit_below(symbol),
-                                     time_in_force="GTC", client_order_id=op.client_id)  # fmt: skip
+            # the exchange got every other order before the "crash"
+            pending_order(j, symbol, "1", str(_limit_below(symbol)), sent_to=sim if i % 2 == 0 else None)
     sim.log.clear()
     m = _manager(path, make_exchange(sim.url))
     report = m.start()
@@ -75,10 +72,7 @@ def test_decisions_are_journaled_with_source_recovery(tmp_path: Path, sim: Simul
     path = tmp_path / "j"
     with Journal(path) as j:
         StateStore(j)
-        op = j.begin("place_order", {"symbol": "BTC/USDT", "side": "buy", "type": "limit", "amount": D("0.01"),
-                                     "price": D("29000")})  # fmt: skip
-        sim.core.place_order("BTC/USDT", "BUY", "LIMIT", quantity=D("0.01"), price=D("29000"),
-                             time_in_force="GTC", client_order_id=op.client_id)  # fmt: skip
+        op = pending_order(j, "BTC/USDT", "0.01", "29000", sent_to=sim)
     m = _manager(path, make_exchange(sim.url))
     m.start()
     assert m.journal is not None
@@ -120,8 +114,7 @@ def test_exchange_down_at_start_means_safe_mode_until_it_returns(tmp_path: Path,
     path = tmp_path / "j"
     with Journal(path) as j:
         StateStore(j)
-        op = j.begin("place_order", {"symbol": "BTC/USDT", "side": "buy", "type": "limit", "amount": D("0.01"),
-                                     "price": D("29000")})  # fmt: skip
+        op = pending_order(j, "BTC/USDT", "0.01", "29000")
     sim.faults.down()
     m = _manager(path, make_exchange(sim.url, timeout_ms=500))
     report = m.start()
@@ -144,8 +137,7 @@ def test_offline_start_keeps_everything_pending(tmp_path: Path) -> None:
     path = tmp_path / "j"
     with Journal(path) as j:
         StateStore(j)
-        j.begin("place_order", {"symbol": "BTC/USDT", "side": "buy", "type": "limit", "amount": D("1"),
-                                "price": D("1")})  # fmt: skip
+        pending_order(j, "BTC/USDT", "1", "1")
     m = _manager(path, None)
     report = m.start()
     assert len(report.unresolved) == 1 and m.safe_mode
@@ -178,8 +170,7 @@ def test_rate_limits_during_recovery_back_off(tmp_path: Path, sim: Simulator) ->
     path = tmp_path / "j"
     with Journal(path) as j:
         StateStore(j)
-        j.begin("place_order", {"symbol": "BTC/USDT", "side": "buy", "type": "limit", "amount": D("1"),
-                                "price": D("1000")})  # fmt: skip
+        pending_order(j, "BTC/USDT", "1", "1000")
     sim.faults.arm("GET", "/api/v3/openOrders", "http_429", times=2)
     with Journal(path) as j:
         s = StateStore(j)
@@ -199,10 +190,7 @@ def test_async_manager_recovers_the_same_way(tmp_path: Path, sim: Simulator) -> 
     path = tmp_path / "j"
     with Journal(path) as j:
         StateStore(j)
-        op = j.begin("place_order", {"symbol": "ETH/USDT", "side": "buy", "type": "limit", "amount": D("0.5"),
-                                     "price": D("1900")})  # fmt: skip
-        sim.core.place_order("ETH/USDT", "BUY", "LIMIT", quantity=D("0.5"), price=D("1900"), time_in_force="GTC",
-                             client_order_id=op.client_id)  # fmt: skip
+        op = pending_order(j, "ETH/USDT", "0.5", "1900", sent_to=sim)
 
     async def scenario() -> None:
         ex = make_exchange(sim.url, async_=True)

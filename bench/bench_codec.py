@@ -17,7 +17,7 @@ import cbor2
 import pytest
 
 from bench.conftest import ratio
-from journal.codec import decode, encode, warm_up
+from journal.log.codec import decode, encode, warm_up
 
 STATE_ORDERS = 10_000
 

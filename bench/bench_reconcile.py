@@ -17,9 +17,9 @@ import ccxt
 
 from bench.conftest import ratio
 from journal import Journal
-from journal.store import StateStore
+from journal.state.store import StateStore
 from recovery.reconcile import Reconciler
-from recovery.simulator import Simulator
+from recovery.sim.server import Simulator
 from recovery.testing import make_exchange, pending_order
 
 SYMBOLS = ["BTC/USDT", "ETH/USDT", "SOL/USDT", "BNB/USDT", "XRP/USDT"]

@@ -25,7 +25,7 @@ import pytest
 from bench.conftest import MEDIANS, ratio
 from journal import Journal
 from journal.state import State
-from journal.store import StateStore
+from journal.state.store import StateStore
 
 SIZES = [int(n) for n in os.environ.get("TRADEJOURNAL_BENCH_STATE_SIZES", "1000,10000,100000").split(",")]
 KINDS = ["float", "decimal"]

@@ -37,7 +37,12 @@ ratio("sequential op / raw synced LMDB put (floor)", "journal.sequential_op", "f
 ratio("sequential op / sqlite3 WAL FULL, same protocol", "journal.sequential_op", "peer.sqlite_op_1txn", "<= 1.0")
 ratio("sequential op / sqlite3 WAL FULL, naive 2 txns", "journal.sequential_op", "peer.sqlite_op_2txn", "<= 1.0")
 ratio("batch of 100 intents / one synced put", "journal.batch100", "floor.lmdb_synced_put", "<= 1.3")
-ratio("16 threads: time per op / sequential (inverse = speed-up)", "journal.threads16_op", "journal.sequential_op", "<= 0.2")
+ratio(
+    "16 threads: time per op / sequential (inverse = speed-up)",
+    "journal.threads16_op",
+    "journal.sequential_op",
+    "<= 0.2",
+)
 
 
 @pytest.fixture
@@ -90,7 +95,7 @@ def _sqlite(path: Path) -> sqlite3.Connection:
 
 def test_peer_sqlite_same_protocol_one_txn(benchmark: Any, record_median: Any, tmpdir_path: Path) -> None:
     """The peer a user would write, with our guarantees: the commit rides on the next intent's txn."""
-    from journal.codec import encode
+    from journal.log.codec import encode
 
     conn = _sqlite(tmpdir_path / "peer.db")
     carry: list[tuple[int, bytes]] = []
@@ -115,7 +120,7 @@ def test_peer_sqlite_same_protocol_one_txn(benchmark: Any, record_median: Any, t
 
 def test_peer_sqlite_naive_two_txns(benchmark: Any, record_median: Any, tmpdir_path: Path) -> None:
     """The naive peer: intent committed, then the commit marker committed (2 synced txns)."""
-    from journal.codec import encode
+    from journal.log.codec import encode
 
     conn = _sqlite(tmpdir_path / "peer2.db")
 

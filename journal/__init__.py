@@ -61,9 +61,6 @@ Quick start::
 
 from __future__ import annotations
 
-from .autosave import AutoSaver
-from .clientid import CLIENT_ID_PREFIX, make_client_id, parse_client_id
-from .diff import diff_states
 from .errors import (
     CodecError,
     CorruptionError,
@@ -78,14 +75,29 @@ from .errors import (
     ReadOnlyError,
     UnknownOperationError,
 )
-from .migrate import SCHEMA_VERSION, Migrations, SchemaVersionError
-from .record import Record
-from .reducers import Reducers
-from .state import State
-from .storage import FORMAT_VERSION
-from .store import StateStore
-from .validate import Violation
-from .wal import DEFAULT_SETTINGS, Durability, Journal, Operation, VerifyReport
+from .log import (
+    CLIENT_ID_PREFIX,
+    DEFAULT_SETTINGS,
+    FORMAT_VERSION,
+    Durability,
+    Journal,
+    Operation,
+    Record,
+    VerifyReport,
+    make_client_id,
+    parse_client_id,
+)
+from .state import (
+    SCHEMA_VERSION,
+    AutoSaver,
+    Migrations,
+    Reducers,
+    SchemaVersionError,
+    State,
+    StateStore,
+    Violation,
+    diff_states,
+)
 
 __all__ = [
     "CLIENT_ID_PREFIX",

@@ -18,12 +18,14 @@ The lifecycle of a bot with tradejournal:
 3. Autosave snapshots every 30 s and before critical operations; ``close()``
    (or SIGTERM with signal handlers) saves and releases the journal.
 
-The Binance-spot simulator (:mod:`recovery.simulator`) and the ccxt factory
-(:mod:`recovery.testing`) let bot authors crash-test their own bots on
+The Binance-spot simulator (:mod:`recovery.sim`, loaded on first use) and the ccxt factory
+(:mod:`recovery.exchanges`) let bot authors crash-test their own bots on
 127.0.0.1.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from .budget import Budget, BudgetExhausted
 from .classify import Outcome, classify, is_definite_refusal
@@ -31,7 +33,19 @@ from .errors import RecoveryError
 from .manager import AsyncStateManager, SafeModeError, StateManager
 from .orders import OrderAbortedError, OrderInDoubtError, OrderJournal, OrderLookupError
 from .reconcile import AsyncReconciler, Reconciler, ReconcileReport
-from .simulator import TEST_API_KEY, TEST_SECRET, Simulator, SimulatorClient
+
+#: Names served by the simulator package, imported only when first used: ``import recovery``
+#: must not load the simulator (nor ``http.server``) into a bot that never uses it.
+_SIMULATOR_NAMES = frozenset({"TEST_API_KEY", "TEST_SECRET", "Simulator", "SimulatorClient"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SIMULATOR_NAMES:
+        from . import sim
+
+        return getattr(sim, name)
+    raise AttributeError(f"module 'recovery' has no attribute {name!r}")
+
 
 __all__ = [
     "TEST_API_KEY",

@@ -70,8 +70,10 @@ def recovered_result(manager: Any, report: Any) -> dict[str, Any]:
     return {
         "report": report.as_dict(),
         "second": second.as_dict(),
-        "orders": {k: {"status": v.get("status"), "filled": str(v.get("filled")), "id": v.get("id"),
-                       "symbol": v.get("symbol")} for k, v in state["orders"].items()},  # fmt: skip
+        "orders": {
+            k: {"status": v.get("status"), "filled": str(v.get("filled")), "id": v.get("id"), "symbol": v.get("symbol")}
+            for k, v in state["orders"].items()
+        },  # fmt: skip
         "positions": {k: str(v.get("amount")) for k, v in state["positions"].items()},
         "balances": {k: str(v.get("total")) for k, v in state["balances"].items()},
         "pending": manager.journal.pending_ids() if manager.journal else [],
@@ -103,9 +105,7 @@ def check_against_exchange(sim: Any, result: dict[str, Any]) -> list[str]:
     orders = result["orders"]
     exchange_orders = sim.orders()
     for o in exchange_orders:
-        mine = orders.get(o.client_order_id) or next(
-            (v for v in orders.values() if v["id"] == str(o.order_id)), None
-        )
+        mine = orders.get(o.client_order_id) or next((v for v in orders.values() if v["id"] == str(o.order_id)), None)
         if mine is None:
             failures.append(f"exchange order {o.order_id} ({o.client_order_id}) unknown to the state")
             continue
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         return _child(args.journal, args.url, args.child)
 
-    from .simulator import Simulator
+    from .sim.server import Simulator
 
     with tempfile.TemporaryDirectory(prefix="tradejournal-demo-") as tmp:
         path = os.path.join(args.keep or tmp, "bot.journal")

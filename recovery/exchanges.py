@@ -22,8 +22,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from recovery.simulator import TEST_API_KEY, TEST_SECRET
-
 if TYPE_CHECKING:
     import ccxt
     import ccxt.async_support
@@ -54,6 +52,8 @@ def make_exchange(
     """
     import ccxt
     import ccxt.async_support
+
+    from recovery.sim.server import TEST_API_KEY, TEST_SECRET
 
     if not url.startswith("http://127.0.0.1:"):
         raise ValueError(f"make_exchange points ccxt at a local simulator (http://127.0.0.1:<port>), not {url!r}")

@@ -41,10 +41,10 @@ from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
 from journal import Journal
-from journal.autosave import AutoSaver, install_signal_handlers
-from journal.reducers import Reducers
 from journal.state import State
-from journal.store import StateStore
+from journal.state.autosave import AutoSaver, install_signal_handlers
+from journal.state.reducers import Reducers
+from journal.state.store import StateStore
 
 from .aio_orders import AsyncOrderJournal
 from .errors import RecoveryError
@@ -168,8 +168,15 @@ class _Core(Generic[OrdersT]):
     def _offline_report(self) -> ReconcileReport:
         assert self.journal is not None
         report = ReconcileReport(
-            unresolved=[{"op": r.op, "client_id": r.client_id, "symbol": (r.data or {}).get("symbol"),
-                         "why": "offline: no exchange"} for r in self.journal.pending()],  # fmt: skip
+            unresolved=[
+                {
+                    "op": r.op,
+                    "client_id": r.client_id,
+                    "symbol": (r.data or {}).get("symbol"),
+                    "why": "offline: no exchange",
+                }
+                for r in self.journal.pending()
+            ],  # fmt: skip
             errors=["offline: no exchange given"],
         )
         return report

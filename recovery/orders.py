@@ -53,7 +53,8 @@ from typing import Any, Generic, TypeVar
 
 import ccxt
 
-from journal import Journal, crashpoints
+from journal import Journal
+from journal.log import crashpoints
 from recovery.classify import Action, Outcome, classify
 from recovery.errors import RecoveryError
 from recovery.normalize import (

@@ -14,7 +14,7 @@ share everything but the line that sends a request:
    one ``fetch_balance()``. So P pending operations over M symbols cost
    O(M) requests, never P x retries. Every request goes through a
    :class:`~recovery.budget.Budget`.
-3. **Decide** -- :func:`recovery.matching.decide`, pure.
+3. **Decide** -- :func:`recovery.decide.decide`, pure.
 4. **Apply** -- every decision is a journal record with ``source="recovery"``
    (commit, abort, ``order_update``, ``fill``, ``balances``), written in one
    synced transaction, then a ``reconcile_report`` event.
@@ -38,10 +38,10 @@ from typing import Any
 import ccxt
 
 from journal import Journal, OperationStateError
-from journal.store import StateStore
+from journal.state.store import StateStore
 
 from .budget import Budget
-from .matching import Action, Decision, Inputs, Observations, decide, symbols_of
+from .decide import Action, Decision, Inputs, Observations, decide, symbols_of
 from .normalize import normalize_order, normalize_trade, to_decimal
 
 __all__ = ["DEFAULT_RECONCILE_SETTINGS", "AsyncReconciler", "ReconcileReport", "Reconciler"]
@@ -274,9 +274,9 @@ class _Base:
                 log.warning("could not cancel external order %s on %s: %s", d.data.get("id"), d.symbol, exc)
         return report
 
-    def _finish(self, inputs: Inputs, obs: Observations, errors: list[str], budget: Budget, t0: float) -> tuple[
-        ReconcileReport, list[Decision]
-    ]:
+    def _finish(
+        self, inputs: Inputs, obs: Observations, errors: list[str], budget: Budget, t0: float
+    ) -> tuple[ReconcileReport, list[Decision]]:
         decisions = decide(inputs, obs, now_ns=time.time_ns(), settle_window_ms=int(self.cfg["settle_window_ms"]))
         report = ReconcileReport(requests=budget.requests, rate_limited=budget.rate_limited, errors=errors)
         j = self.journal

@@ -19,7 +19,7 @@
 - async clients get ``timeout_on_exit = 0`` (else ``close()`` sleeps 250 ms).
 
 Fixtures (this module is a pytest plugin: ``pytest_plugins = ["recovery.testing"]``):
-``simulator`` (a started :class:`~recovery.simulator.Simulator`, stopped after
+``simulator`` (a started :class:`~recovery.sim.server.Simulator`, stopped after
 the test), ``exchange`` (sync client on it) and ``async_exchange`` (an
 :class:`AsyncExchanges`: ``async_exchange.run(scenario)`` runs
 ``scenario(client)`` under ``asyncio.run`` with a fresh async client and closes
@@ -38,7 +38,7 @@ import pytest
 
 from journal import Journal, Operation
 from recovery.exchanges import NOT_SIMULATED, SPOT_API_KEYS, make_exchange
-from recovery.simulator import Simulator
+from recovery.sim.server import Simulator
 
 if TYPE_CHECKING:
     import ccxt

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import xxhash
 
-from journal import snapshot as snap
 from journal.state import State
+from journal.state import snapshot as snap
 
 
 def fingerprint(state: State) -> str:

@@ -13,7 +13,7 @@ import sys
 import lmdb
 
 from journal import Journal, JournalError
-from journal.store import StateStore
+from journal.state.store import StateStore
 from tests.helpers.fingerprint import fingerprint
 
 

@@ -12,7 +12,7 @@ import sys
 from decimal import Decimal
 
 from journal import Journal
-from journal.store import StateStore
+from journal.state.store import StateStore
 from tests.helpers.fingerprint import fingerprint
 
 

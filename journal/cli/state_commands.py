@@ -1,0 +1,254 @@
+"""The state commands of ``journal``: snapshots, state, diff, correct, compact.
+
+Loaded by :mod:`journal.cli` as an extension: each command registers itself
+with the same ``@command`` registry, and two checks join ``journal verify``:
+every snapshot's checksums, and the state's invariants.
+
+- ``snapshots PATH`` -- every stored snapshot: covered seq, age, schema,
+  keys per section, and whether every checksum holds.
+- ``state PATH [--at SEQ | --snapshot SEQ] [--section NAME]`` -- the state as
+  JSON: now, right after record SEQ (a snapshot at or before it plus replay),
+  or exactly as a snapshot stored it.
+- ``diff PATH A B`` -- what changed between two points; each is a sequence
+  number (state right after it) or ``snap:SEQ`` (a snapshot as stored) or
+  ``now``.
+- ``correct PATH SECTION KEY JSON --reason TEXT`` -- a manual correction,
+  journaled as a ``state_set`` event with ``source="manual"``; refused while a
+  bot holds the journal.
+- ``compact PATH [--retention SECONDS]`` -- snapshot, then delete records the
+  second-newest snapshot covers (never pending ones, never younger ones).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from decimal import Decimal
+from typing import Any
+
+from ..errors import CorruptionError, JournalLockedError
+from ..log.journal import Journal
+from ..state import snapshot as snap
+from ..state.diff import diff_states
+from ..state.state import State
+from ..state.store import StateStore
+from .app import (
+    EXIT_LOCKED,
+    EXIT_OK,
+    CheckResult,
+    CliError,
+    Context,
+    arg,
+    command,
+    exclusive,
+    operator_name,
+    verify_check,
+)
+
+__all__ = ["compact_cmd", "correct_cmd", "diff_cmd", "snapshots_cmd", "state_cmd"]
+
+
+def _store(ctx: Context) -> StateStore:
+    try:
+        return StateStore(ctx.reader())
+    except CorruptionError as exc:
+        raise CliError(f"{ctx.path}: the state cannot be loaded: {exc}") from None
+
+
+def _writer(ctx: Context, what: str) -> Journal:
+    ctx.close()
+    try:
+        return Journal(ctx.path)
+    except JournalLockedError as exc:
+        who = f"pid {exc.pid}" if exc.pid else "another process"
+        raise CliError(
+            f"{ctx.path}: journal is held by {who} (a running bot?); stop it before {what}", EXIT_LOCKED
+        ) from None
+
+
+@verify_check("snapshots")
+def _check_snapshots(journal: Journal) -> CheckResult:
+    """Every snapshot's manifest checksum and every chunk's digest."""
+    st = journal._storage
+    with st.read() as txn:
+        listed = snap.check_all(txn, st.dbs)
+    bad = [i for i in listed if not i.ok]
+    if bad:
+        return CheckResult("snapshots", False, f"snapshot at seq {bad[0].seq}: {bad[0].problem}", bad[0].seq,
+                           {"snapshots": len(listed), "damaged": len(bad)})  # fmt: skip
+    return CheckResult("snapshots", True, f"ok: {len(listed)} snapshots, every checksum holds",
+                       details={"snapshots": len(listed)})  # fmt: skip
+
+
+@verify_check("state")
+def _check_state(journal: Journal) -> CheckResult:
+    """The state loads (snapshot + replay) and holds its invariants."""
+    store = StateStore(journal)
+    problems = store.validate(consistent_copy=False)
+    if problems:
+        first = problems[0]
+        return CheckResult("state", False, f"{first} (+{len(problems) - 1} more)",
+                           first.seqs[0] if first.seqs else None, {"violations": len(problems)})  # fmt: skip
+    return CheckResult("state", True, f"ok: state at seq {store.state.seq} holds every invariant")
+
+
+@command(
+    "snapshots",
+    help="list the stored snapshots: covered seq, age, schema, keys per section, checksums",
+    example="journal snapshots bot.journal",
+)
+def snapshots_cmd(ctx: Context) -> int:
+    store = _store(ctx)
+    now = time.time_ns()
+    rows = []
+    for info in store.snapshots():
+        rows.append(
+            {
+                "seq": info.seq,
+                "age_s": round((now - info.created_ns) / 1e9, 1) if info.created_ns else None,
+                "schema": info.schema,
+                "chunks": info.chunks,
+                "keys": {k: v for k, v in info.counts.items() if v},
+                "ok": info.ok,
+                "problem": info.problem,
+            }
+        )
+    ctx.out.table([("SEQ", "seq"), ("AGE_S", "age_s"), ("SCHEMA", "schema"), ("CHUNKS", "chunks"),
+                   ("KEYS", "keys"), ("OK", "ok"), ("PROBLEM", "problem")], rows)  # fmt: skip
+    return EXIT_OK
+
+
+def _point(store: StateStore, text: str) -> State:
+    if text == "now":
+        return store.state
+    if text.startswith("snap:"):
+        try:
+            return store.snapshot_state(int(text[5:]))
+        except ValueError:
+            raise CliError(f"{text!r}: give snap:SEQ with SEQ a snapshot's sequence number") from None
+        except CorruptionError as exc:
+            raise CliError(f"{text}: {exc}; list them with 'journal snapshots'") from None
+    try:
+        seq = int(text)
+    except ValueError:
+        raise CliError(f"{text!r} is not a point: give a sequence number, snap:SEQ, or now") from None
+    if seq < 0:
+        raise CliError(f"sequence number {seq} is negative")
+    try:
+        return store.state_at(seq)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    except CorruptionError as exc:
+        raise CliError(f"state at seq {seq} cannot be rebuilt: {exc}") from None
+
+
+def _plain(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=lambda v: str(v) if isinstance(v, Decimal) else v.hex()))
+
+
+@command(
+    "state",
+    help="print the state as JSON: now, right after a sequence number, or as a snapshot stored it",
+    example="journal state bot.journal --at 1042 --section orders",
+    arguments=[
+        exclusive(
+            arg("--at", metavar="SEQ", help="the state right after record SEQ"),
+            arg("--snapshot", metavar="SEQ", help="the state exactly as snapshot SEQ stored it"),
+        ),
+        arg("--section", metavar="NAME", help="only this section (orders, positions, balances, strategies, ...)"),
+    ],
+)
+def state_cmd(ctx: Context) -> int:
+    store = _store(ctx)
+    a = ctx.args
+    point = "now" if a.at is None and a.snapshot is None else (a.at if a.at is not None else f"snap:{a.snapshot}")
+    state = _point(store, point)
+    sections = state.as_dict()
+    if a.section is not None:
+        if a.section not in sections:
+            raise CliError(f"no section {a.section!r}; sections: {', '.join(sorted(sections))}")
+        sections = {a.section: sections[a.section]}
+    ctx.out.objects([{"seq": state.seq, "state": sections}])
+    return EXIT_OK
+
+
+@command(
+    "diff",
+    help="what changed between two points (seq, snap:SEQ or now): keys added, removed, changed per section",
+    example="journal diff bot.journal snap:900 now",
+    arguments=[
+        arg("a", metavar="A", help="from: SEQ, snap:SEQ or now"),
+        arg("b", metavar="B", help="to: SEQ, snap:SEQ or now"),
+    ],  # fmt: skip
+)
+def diff_cmd(ctx: Context) -> int:
+    store = _store(ctx)
+    a, b = _point(store, ctx.args.a), _point(store, ctx.args.b)
+    d = diff_states(a, b)
+    ctx.out.objects([{"from": ctx.args.a, "to": ctx.args.b, "from_seq": a.seq, "to_seq": b.seq,
+                      "summary": d.summary(), "changes": d.as_dict()}])  # fmt: skip
+    return EXIT_OK
+
+
+@command(
+    "correct",
+    help="set (or with null, delete) one state key by hand, journaled with source 'manual' and your reason",
+    example='journal correct bot.journal positions BTC/USDT \'{"symbol": "BTC/USDT", "amount": "0.5"}\' '
+    "--reason 'matches the exchange UI'",
+    arguments=[
+        arg("section", metavar="SECTION", help="orders, positions, balances, strategies, or a custom section"),
+        arg("key", metavar="KEY"),
+        arg(
+            "value", metavar="JSON", help="the new value (numbers with a fraction become exact Decimals); null deletes"
+        ),
+        arg("--reason", required=True, metavar="TEXT", help="why (kept in the journal)"),
+    ],
+)
+def correct_cmd(ctx: Context) -> int:
+    a = ctx.args
+    if not a.reason.strip():
+        raise CliError("--reason must say why you correct the state by hand")
+    try:
+        value = json.loads(a.value, parse_float=Decimal)
+    except ValueError as exc:
+        raise CliError(f'the value is not valid JSON ({exc}); e.g. \'{{"amount": "0.5"}}\' or null') from None
+    ctx.reader()  # a clear error for a path that is not a journal, before taking the lock
+    with _writer(ctx, f"correcting {a.section}[{a.key!r}]") as writer:
+        store = StateStore(writer)
+        old = store.state.get(a.section, a.key)
+        seq = store.set(a.section, a.key, value, reason=f"{a.reason} (by {operator_name()})", source="manual")
+        new = store.state.get(a.section, a.key)
+        store.save()
+    ctx.out.objects([{"seq": seq, "section": a.section, "key": a.key, "old": _plain(old), "new": _plain(new)}])
+    return EXIT_OK
+
+
+@command(
+    "compact",
+    help="snapshot, then delete records older snapshots cover (never pending ones, never younger ones)",
+    example="journal compact bot.journal --retention 86400",
+    arguments=[
+        arg(
+            "--retention",
+            type=float,
+            default=None,
+            metavar="SECONDS",
+            help="keep records younger than this (default: 24 hours)",
+        )
+    ],  # fmt: skip
+)
+def compact_cmd(ctx: Context) -> int:
+    if ctx.args.retention is not None and ctx.args.retention < 0:
+        raise CliError("--retention must be >= 0 seconds")
+    ctx.reader()
+    with _writer(ctx, "compacting") as writer:
+        store = StateStore(writer)
+        before = writer.first_seq
+        store.save()
+        store.save(full=True)  # two snapshots: the newest, and one to fall back on
+        deleted = store.compact(retention_s=ctx.args.retention)
+        report = writer.verify()
+        row = {"deleted": deleted, "first_seq_before": before, "first_seq": writer.first_seq,
+               "last_seq": writer.last_seq, "verify": str(report)}  # fmt: skip
+    ctx.out.objects([row])
+    return EXIT_OK

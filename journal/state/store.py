@@ -1,0 +1,387 @@
+"""The state kept beside a journal: loaded from a snapshot, updated as records commit.
+
+:class:`StateStore` attaches to an open :class:`~journal.Journal`:
+
+1. **Load** -- the newest snapshot whose checksums hold (an older one, with a
+   longer replay and a WARNING, if the newest is damaged), migrated to the
+   current schema, then the records after it replayed through the reducers.
+   With no snapshot at all, a full replay from the first record -- if the log
+   still starts at seq 1; otherwise a clear error, never a silently empty
+   state. Invariants are checked (:mod:`journal.validate`) and violations
+   logged.
+2. **Follow** -- from then on every record the journal numbers is applied to
+   the in-memory state at once, in log order, so reading ``store.state`` never
+   touches disk and shows an intent as an order in flight.
+3. **Save** -- :meth:`save` writes an incremental snapshot (only the keys
+   changed since the last one), after every record it covers is durable.
+4. **Compact** -- :meth:`compact` deletes records already covered by the
+   second-newest snapshot (so one fallback snapshot can still be replayed),
+   never a pending intent and never records younger than the retention window.
+
+Thread rules: the store applies records inside the journal's numbering lock;
+:meth:`view` gives another thread a consistent copy. ``save`` and ``compact``
+may run on a background thread (see :mod:`journal.autosave`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import CorruptionError, DecodeError, ReadOnlyError
+from ..log import crashpoints
+from ..log.journal import Journal
+from ..log.record import Record
+from . import snapshot as snap
+from .migrate import SCHEMA_VERSION, Migrations
+from .reducers import Reducers
+from .state import State, check_value
+from .validate import Violation, validate
+
+__all__ = ["DEFAULT_STORE_SETTINGS", "StateStore"]
+
+log = logging.getLogger("journal.store")
+
+DEFAULT_STORE_SETTINGS: dict[str, Any] = {
+    "keep_snapshots": 3,
+    "chunk_items": snap.CHUNK_ITEMS,
+    "retention_s": 24 * 3600.0,
+    "compact_batch": 10_000,
+}
+
+
+class StateStore:
+    """The current state of a journal, in memory, with snapshots and compaction."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        *,
+        reducers: Reducers | None = None,
+        migrations: Migrations | None = None,
+        **settings: Any,
+    ) -> None:
+        unknown = set(settings) - set(DEFAULT_STORE_SETTINGS)
+        if unknown:
+            raise ValueError(
+                f"unknown StateStore setting(s) {sorted(unknown)}; known: {sorted(DEFAULT_STORE_SETTINGS)}"
+            )
+        cfg = {**DEFAULT_STORE_SETTINGS, **settings}
+        if int(cfg["keep_snapshots"]) < 2:
+            raise ValueError("keep_snapshots must be >= 2 (one to load, one to fall back on)")
+        self.settings = cfg
+        self.journal = journal
+        self.reducers = reducers or Reducers.default()
+        self.migrations = migrations or Migrations.default()
+        self.reducer_errors = 0
+        self._save_lock = threading.Lock()
+        self._last_manifest: dict[str, Any] | None = None
+        self._last_save_seq = 0
+        self.last_save_ns: int | None = None
+        self._history: list[list[int]] = []
+        self._loading: list[Record] | None = None
+        self.loaded_from: int | None = None
+        self.state = State()
+        self._load()
+
+    # -- load ----------------------------------------------------------------
+
+    def _load(self) -> None:
+        j = self.journal
+        t0 = time.perf_counter()
+        self._init_schema()
+
+        def attach(last_seq: int, chain: int) -> int:
+            if not j.readonly:
+                self._loading = []
+                j.add_observer(self._observe)
+            return last_seq
+
+        upto = j._capture_quiet(attach)
+        state, manifest = self._restore(upto)
+        self.state = state
+        # a migrated snapshot's chunks hold the old shapes: the next save is full
+        self._last_manifest = manifest if manifest and manifest["schema"] == SCHEMA_VERSION else None
+        self._last_save_seq = manifest["seq"] if manifest else 0
+        # records numbered while we replayed: apply them now, in order
+        with j._qlock:
+            buffered, self._loading = self._loading or [], None
+            for rec in buffered:
+                if rec.seq > self.state.seq:
+                    self._apply(rec)
+        self.state.check_values = self.reducers.custom
+        violations = self.validate(consistent_copy=not self.journal.readonly)
+        for v in violations:
+            log.warning("state invariant violated after load of %s: %s", j.path, v)
+        log.info(
+            "loaded state of %s at seq %d from %s in %.1f ms",
+            j.path,
+            self.state.seq,
+            f"snapshot {self.loaded_from}" if self.loaded_from is not None else "a full replay",
+            (time.perf_counter() - t0) * 1000,
+        )
+
+    def _init_schema(self) -> None:
+        j = self.journal
+        st = j._storage
+        with st.read() as txn:
+            history = st.get_meta(txn, "schema_history")
+        if history is None:
+            history = [[1, SCHEMA_VERSION]]
+            if not j.readonly:
+                j._write_after_drain(lambda txn: st.put_meta(txn, "schema_history", history))
+        elif history[-1][1] < SCHEMA_VERSION and not j.readonly:
+            old = history[-1][1]
+            self.migrations._check(old, f"journal {j.path}")
+            j.record("schema_upgrade", {"from": old, "to": SCHEMA_VERSION})
+            history = [*history, [j.last_seq + 1, SCHEMA_VERSION]]
+            j._write_after_drain(lambda txn: st.put_meta(txn, "schema_history", history))
+            log.warning("journal %s upgraded from state schema %d to %d", j.path, old, SCHEMA_VERSION)
+        elif history[-1][1] > SCHEMA_VERSION:
+            self.migrations._check(history[-1][1], f"journal {j.path}")
+        self._history = history
+
+    def _schema_of(self, seq: int) -> int:
+        version = self._history[0][1] if self._history else SCHEMA_VERSION
+        for first, v in self._history:
+            if seq >= first:
+                version = v
+        return version
+
+    def _restore(self, upto: int) -> tuple[State, dict[str, Any] | None]:
+        """State at ``upto``: newest valid snapshot <= upto plus replay."""
+        j = self.journal
+        st = j._storage
+        with st.read() as txn:
+            seqs = [s for s in snap.list_snapshots(txn, st.dbs) if s <= upto]
+        for seq in reversed(seqs):
+            try:
+                with st.read() as txn:
+                    manifest = snap.read_manifest(txn, st.dbs, seq)
+                    sections = snap.read_sections(txn, st.dbs, manifest)
+                sections = self.migrations.upgrade_sections(sections, manifest["schema"], f"snapshot at seq {seq}")
+                first = j._base_seq + 1
+                if seq + 1 < first:
+                    raise CorruptionError(f"records after snapshot {seq} were compacted (log starts at {first})", seq)
+                state = State(sections, seq)
+                state.check_values = self.reducers.custom  # replay checks values exactly as live did
+                self._replay(state, seq + 1, upto)
+                self.loaded_from = seq
+                return state, manifest
+            except (CorruptionError, DecodeError) as exc:
+                log.warning("snapshot at seq %d of %s is unusable (%s); falling back to an older one", seq, j.path, exc)
+        if j._base_seq > 0:
+            raise CorruptionError(
+                f"{j.path}: no usable snapshot and the log starts at seq {j._base_seq + 1} (older records were "
+                "compacted): the state cannot be rebuilt; restore a backup (journal backup / emergency copies)",
+                j._base_seq + 1,
+            )
+        state = State()
+        state.check_values = self.reducers.custom
+        self._replay(state, 1, upto)
+        self.loaded_from = None
+        return state, None
+
+    def _replay(self, state: State, start: int, stop: int) -> None:
+        if start > stop:
+            return
+        with snap.gc_paused():
+            for rec in self.journal.records(start, stop):
+                self._apply_to(state, rec)
+
+    # -- follow --------------------------------------------------------------
+
+    def _observe(self, rec: Record) -> None:
+        if self._loading is not None:
+            self._loading.append(rec)
+            return
+        self._apply(rec)
+
+    def _apply(self, rec: Record) -> None:
+        self._apply_to(self.state, rec)
+
+    def _apply_to(self, state: State, rec: Record) -> None:
+        version = self._schema_of(rec.seq)
+        if version != SCHEMA_VERSION:
+            rec = self.migrations.upgrade_record(rec, version)
+        try:
+            self.reducers.apply(state, rec)
+        except Exception:  # a reducer bug must not take the bot down; replay repeats it identically
+            self.reducer_errors += 1
+            state.seq = rec.seq
+            log.exception("reducer for %s %s failed at seq %d; state not changed by it", rec.kind, rec.type, rec.seq)
+
+    # -- reading -------------------------------------------------------------
+
+    def view(self) -> State:
+        """A consistent copy of the state, safe to read from any thread."""
+        return self.journal._capture(lambda seq, chain: self.state.copy())
+
+    def validate(self, *, consistent_copy: bool = True) -> list[Violation]:
+        """Check the state's invariants (see :mod:`journal.validate`).
+
+        ``consistent_copy=False`` checks the live state without copying it: only
+        when no other thread writes (as during load).
+        """
+        pending = (
+            self.journal.pending_ids()
+            if not self.journal.readonly
+            else [r.op for r in self.journal.pending() if r.op is not None]
+        )
+        return validate(self.view() if consistent_copy else self.state, pending)
+
+    @property
+    def records_since_save(self) -> int:
+        return max(0, self.state.seq - self._last_save_seq)
+
+    # -- snapshots -----------------------------------------------------------
+
+    def save(self, *, full: bool = False) -> snap.SnapshotInfo | None:
+        """Write a snapshot of the current state; None when nothing changed.
+
+        Costs what changed since the last snapshot (``full=True`` rewrites
+        every section). Safe to call from any thread while the bot writes.
+        """
+        j = self.journal
+        if j.readonly:
+            raise ReadOnlyError(f"{j.path}: journal opened read-only; snapshots need the writer")
+        with self._save_lock:
+            t0 = time.perf_counter()
+
+            def grab(seq: int, chain: int) -> tuple[int, int, dict[str, dict[str, Any]], dict[str, dict[str, bool]]]:
+                return seq, chain, self.state.as_dict(), self.state.take_dirty()
+
+            seq, chain, sections, dirty = j._capture(grab)
+            if seq <= self._last_save_seq and not full and self._last_manifest is not None and not dirty:
+                return None
+            try:
+                manifest, chunks = snap.build(
+                    self._last_manifest,
+                    sections,
+                    dirty,
+                    seq=seq,
+                    chain=chain,
+                    schema=SCHEMA_VERSION,
+                    created_ns=time.time_ns(),
+                    full=full,
+                    chunk_items=int(self.settings["chunk_items"]),
+                )
+                st = j._storage
+                keep = int(self.settings["keep_snapshots"])
+
+                def write(txn: Any) -> tuple[int, int]:
+                    written = snap.write(txn, st.dbs, manifest, chunks)
+                    crashpoints.reached("snapshot_chunks")
+                    snap.delete_old(txn, st.dbs, keep)
+                    return written
+
+                new_chunks, new_bytes = j._write_after_drain(write)
+            except BaseException:
+                self.state.restore_dirty(dirty)
+                raise
+            crashpoints.reached("snapshot_durable")
+            self._last_manifest = manifest
+            self._last_save_seq = seq
+            self.last_save_ns = time.time_ns()
+            result = snap.info(manifest, new_chunks=new_chunks, new_bytes=new_bytes)
+            log.info(
+                "snapshot of %s at seq %d: %d new chunks, %d bytes, %.1f ms",
+                j.path,
+                seq,
+                new_chunks,
+                new_bytes,
+                (time.perf_counter() - t0) * 1000,
+            )
+            return result
+
+    def snapshots(self) -> list[snap.SnapshotInfo]:
+        """Every stored snapshot, oldest first, with ``ok``/``problem`` after checking it whole."""
+        st = self.journal._storage
+        with st.read() as txn:
+            return snap.check_all(txn, st.dbs)
+
+    def snapshot_state(self, seq: int) -> State:
+        """The state stored in snapshot ``seq`` (migrated), without replay."""
+        st = self.journal._storage
+        with st.read() as txn:
+            manifest = snap.read_manifest(txn, st.dbs, seq)
+            sections = snap.read_sections(txn, st.dbs, manifest)
+        sections = self.migrations.upgrade_sections(sections, manifest["schema"], f"snapshot at seq {seq}")
+        return State(sections, seq)
+
+    def state_at(self, seq: int) -> State:
+        """The state right after record ``seq``: a snapshot at or before it plus replay."""
+        if seq > self.journal.last_seq:
+            raise ValueError(f"seq {seq} is after the last record ({self.journal.last_seq})")
+        state, _ = self._restore(seq)
+        return state
+
+    # -- writing -------------------------------------------------------------
+
+    def set(self, section: str, key: str, value: Any, *, reason: str = "", source: str = "bot") -> int:
+        """Journal a direct change ``section[key] = value`` (None deletes); returns its seq.
+
+        The value is checked before anything is written: a value that cannot be
+        stored raises :class:`~journal.CodecError` naming the section and key,
+        and leaves the state and the journal unchanged.
+        """
+        if not isinstance(section, str) or not section or not isinstance(key, str) or not key:
+            raise ValueError("section and key must be non-empty str")
+        check_value(section, key, value)
+        data = {"section": section, "key": key, "value": value, "reason": reason}
+        return self.journal.record("state_set", data, source=source)
+
+    # -- compaction ----------------------------------------------------------
+
+    def compact(self, *, retention_s: float | None = None) -> int:
+        """Delete records no longer needed; returns how many were deleted.
+
+        Kept: everything after the second-newest snapshot (so the newest can
+        fail and the previous still be replayed), every pending operation's
+        intent and what follows it, and every record younger than
+        ``retention_s`` (default: the ``retention_s`` setting), for forensics.
+        """
+        j = self.journal
+        retention = float(self.settings["retention_s"] if retention_s is None else retention_s)
+        st = j._storage
+        with st.read() as txn:
+            seqs = snap.list_snapshots(txn, st.dbs)
+        if len(seqs) < 2:
+            return 0
+        boundary = seqs[-2]
+        pending = j.pending_ids()
+        if pending:
+            boundary = min(boundary, pending[0] - 1)
+        cutoff_ns = time.time_ns() - int(retention * 1e9)
+        boundary = min(boundary, self._first_at_or_after(cutoff_ns, j._base_seq + 1, boundary) - 1)
+        if boundary <= j._base_seq:
+            return 0
+        return j.compact_log(boundary, batch=int(self.settings["compact_batch"]))
+
+    def _first_at_or_after(self, ts_ns: int, lo: int, hi: int) -> int:
+        """The first seq in [lo, hi] written at or after ``ts_ns`` (hi + 1 if none).
+
+        Record times never go backwards (the writer keeps them monotonic), so
+        this is a binary search: compaction never scans the log.
+        """
+        j = self.journal
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            if j.get(mid).ts_ns >= ts_ns:
+                hi = mid - 1
+            else:
+                lo = mid + 1
+        return lo
+
+    def status(self) -> Mapping[str, Any]:
+        return {
+            "seq": self.state.seq,
+            "records_since_save": self.records_since_save,
+            "last_save_ns": self.last_save_ns,
+            "last_save_seq": self._last_save_seq,
+            "loaded_from_snapshot": self.loaded_from,
+            "reducer_errors": self.reducer_errors,
+        }

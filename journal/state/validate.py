@@ -1,0 +1,111 @@
+"""Consistency invariants of a state, checked on load and on demand.
+
+Each violation names the section, the key and the records involved (the
+``last_seq`` that last changed the value, the op id), so an operator can go
+straight to ``journal show`` or ``journal dump --from``.
+
+Invariants:
+
+- every order has exactly one known status (``pending``, ``open``, ``closed``,
+  ``canceled``, ``expired``, ``rejected``);
+- ``0 <= filled <= amount`` for every order that states both;
+- a position not marked ``adjusted`` (a manual correction) equals the signed
+  sum of the applied trades of its symbol;
+- no operation is both pending and settled: the ``inflight`` section and the
+  journal's pending set hold the same op ids, and an order still ``pending``
+  has its placing operation in flight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from .reducers import ORDER_STATUSES
+from .state import State
+
+__all__ = ["Violation", "validate"]
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken invariant."""
+
+    section: str
+    key: str
+    problem: str
+    seqs: tuple[int, ...] = ()
+
+    def __str__(self) -> str:
+        where = f" (records: {', '.join(map(str, self.seqs))})" if self.seqs else ""
+        return f"{self.section}[{self.key!r}]: {self.problem}{where}"
+
+
+def _seqs(value: Any, *more: Any) -> tuple[int, ...]:
+    out = []
+    for v in (value, *more):
+        if isinstance(v, dict):
+            for k in ("op", "last_seq", "seq"):
+                if isinstance(v.get(k), int):
+                    out.append(v[k])
+        elif isinstance(v, int):
+            out.append(v)
+    return tuple(sorted(set(out)))
+
+
+def _order_problems(key: str, order: Any) -> list[Violation]:
+    if not isinstance(order, dict):
+        return [Violation("orders", key, f"is a {type(order).__name__}, not a map")]
+    out = []
+    status = order.get("status")
+    if status not in ORDER_STATUSES:
+        out.append(Violation("orders", key, f"unknown status {status!r}", _seqs(order)))
+    filled, amount = order.get("filled"), order.get("amount")
+    if isinstance(filled, Decimal | int | float) and filled < 0:
+        out.append(Violation("orders", key, f"filled {filled} is negative", _seqs(order)))
+    if isinstance(filled, Decimal | int | float) and isinstance(amount, Decimal | int | float) and filled > amount:
+        out.append(Violation("orders", key, f"filled {filled} exceeds amount {amount}", _seqs(order)))
+    return out
+
+
+def validate(state: State, pending_ops: Iterable[int] | None = None) -> list[Violation]:
+    """Check every invariant; returns the violations (empty when consistent)."""
+    out: list[Violation] = []
+    orders = state.raw_sections().get("orders", {})
+    statuses = ORDER_STATUSES
+    for key, order in orders.items():
+        # the common case first, cheaply: a map with a known status and filled <= amount
+        try:
+            if order["status"] in statuses and 0 <= order["filled"] <= order["amount"]:
+                continue
+        except (KeyError, TypeError):
+            pass
+        out.extend(_order_problems(key, order))
+    sums: dict[str, Decimal] = {}
+    for trade in state.raw_sections().get("trades", {}).values():
+        if isinstance(trade, dict) and isinstance(trade.get("amount"), Decimal):
+            signed = trade["amount"] if trade.get("side") == "buy" else -trade["amount"]
+            sums[trade.get("symbol", "")] = sums.get(trade.get("symbol", ""), Decimal(0)) + signed
+    for symbol, pos in state.raw_sections().get("positions", {}).items():
+        if not isinstance(pos, dict) or pos.get("adjusted"):
+            continue
+        expected = sums.get(symbol, Decimal(0))
+        if pos.get("amount") != expected:
+            out.append(
+                Violation(
+                    "positions", symbol, f"amount {pos.get('amount')} but its trades sum to {expected}", _seqs(pos)
+                )
+            )
+    inflight = {int(k) for k in state.raw_sections().get("inflight", {})}
+    if pending_ops is not None:
+        pending = set(pending_ops)
+        for op in sorted(inflight - pending):
+            out.append(Violation("inflight", str(op), "in flight in the state but settled in the journal", _seqs(op)))
+        for op in sorted(pending - inflight):
+            out.append(Violation("inflight", str(op), "pending in the journal but not in flight in the state", (op,)))
+    for key, order in orders.items():
+        if isinstance(order, dict) and order.get("status") == "pending" and order.get("op") not in inflight:
+            out.append(Violation("orders", key, "status pending but its operation is settled", _seqs(order)))
+    return out

@@ -1,0 +1,39 @@
+"""A local Binance-spot exchange that the real ccxt library talks to on 127.0.0.1.
+
+The simulator is its own layer: it imports nothing of the client side of
+``recovery`` (orders, reconciliation, the manager) and has its own errors
+(:mod:`recovery.sim.errors`). Its pieces:
+
+- :mod:`recovery.sim.server` -- :class:`Simulator` (serve in process) and
+  :class:`SimulatorClient` (drive one running elsewhere); ``python -m recovery.sim``;
+- :mod:`recovery.sim.core` -- the matching engine, balances and test hooks;
+- :mod:`recovery.sim.model` -- markets, orders, trades, balances;
+- :mod:`recovery.sim.http` -- the Binance spot REST dialect and signatures;
+- :mod:`recovery.sim.wire` -- JSON shapes as Binance sends them;
+- :mod:`recovery.sim.faults` -- fault kinds, the request log, the weight limiter;
+- :mod:`recovery.sim.control` -- the ``/_sim/`` control endpoints.
+"""
+
+from __future__ import annotations
+
+from .core import Balance, ExchangeCore, Market, Order, Trade
+from .errors import ExchangeRejected, SimulatorError
+from .faults import Faults, LoggedRequest, RequestLog
+from .server import TEST_API_KEY, TEST_SECRET, Simulator, SimulatorClient
+
+__all__ = [
+    "TEST_API_KEY",
+    "TEST_SECRET",
+    "Balance",
+    "ExchangeCore",
+    "ExchangeRejected",
+    "Faults",
+    "LoggedRequest",
+    "Market",
+    "Order",
+    "RequestLog",
+    "Simulator",
+    "SimulatorClient",
+    "SimulatorError",
+    "Trade",
+]

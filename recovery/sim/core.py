@@ -1,0 +1,590 @@
+"""In-memory matching core of the Binance-spot exchange simulator.
+
+The core knows orders, trades, balances and last prices; it knows nothing of
+HTTP (that is :mod:`recovery.sim.http`) and takes its data types from
+:mod:`recovery.sim.model`. It is thread-safe: every public method takes one
+re-entrant lock, ``core.lock``, so the HTTP threads and a test's hooks can share
+it; hold ``core.lock`` yourself to make several hooks one atomic step.
+
+Matching rules, kept deliberately simple (one infinitely deep level at the
+last price):
+
+- A ``MARKET`` order fills completely at the symbol's last price (``quantity``,
+  or ``quoteOrderQty`` rounded down to the step size).
+- A ``LIMIT`` order that *crosses* the last price (a buy at or above it, a sell
+  at or below it) fills completely, at once, at its own limit price, as taker.
+  Otherwise it rests. ``IOC``/``FOK`` orders that do not cross expire.
+- ``LIMIT_MAKER`` orders that would cross are refused (-2010 "Order would
+  immediately match and take.").
+- :meth:`ExchangeCore.set_price` fills (as maker, at their limit price) the
+  resting orders that the new price crosses, unless ``match=False``.
+- :meth:`ExchangeCore.fill` fills a resting order partly or fully at any price
+  not worse than its limit: the test decides when the market trades.
+
+Balances: a limit buy locks ``price * qty`` of the quote asset (plus the fee
+when fees are paid in quote), a limit sell locks ``qty`` of the base asset;
+fills move base and quote and release the lock, a better fill price releases
+the difference, cancels and expiries unlock the rest. Fees are ``fee_rate``
+times the amount received (Binance without BNB: base on a buy, quote on a
+sell; ``fee_asset="received"``) or always in the quote asset
+(``fee_asset="quote"``), rounded down to 8 decimals. For every asset,
+``free + locked`` only changes by trades, fees and :meth:`set_balance`.
+
+Amounts are exact ``Decimal`` values (Binance serialises them as strings with 8
+decimals, see :mod:`recovery.sim.wire`). Order and trade ids are increasing
+integers; times are milliseconds from a clock the core owns (real time unless
+``clock_ms`` is given). Refusals raise :class:`ExchangeRejected` carrying the
+exact Binance code, message and HTTP status.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from decimal import ROUND_DOWN, Context, Decimal, localcontext
+from typing import Literal
+
+from recovery.sim.model import (
+    CLIENT_ID_PATTERN,
+    DEFAULT_BALANCES,
+    DEFAULT_MARKETS,
+    DEFAULT_PRICES,
+    Balance,
+    ExchangeRejected,
+    Market,
+    Number,
+    Order,
+    OrderRequest,
+    SimulatorError,
+    Trade,
+    new_client_id,
+)
+from recovery.sim.model import to_decimal as _d
+
+__all__ = [
+    "CLIENT_ID_PATTERN",
+    "DEFAULT_BALANCES",
+    "DEFAULT_MARKETS",
+    "DEFAULT_PRICES",
+    "Balance",
+    "ExchangeCore",
+    "ExchangeRejected",
+    "Market",
+    "Order",
+    "OrderRequest",
+    "SimulatorError",
+    "Trade",
+    "new_client_id",
+]
+
+_CLIENT_ID_RANGE = CLIENT_ID_PATTERN.pattern
+_EIGHT = Decimal("0.00000001")
+_ZERO = Decimal(0)
+_CTX = Context(prec=60)
+_DAY_MS = 86_400_000
+
+RefLike = int | str
+
+
+def _multiple_of(value: Decimal, step: Decimal) -> bool:
+    return (value % step) == 0
+
+
+class ExchangeCore:
+    """Orders, trades, balances and prices of one simulated Binance spot account.
+
+    Thread-safe (one re-entrant lock). ``clock_ms`` returns the exchange's time
+    in milliseconds; inject one to make times deterministic.
+    """
+
+    def __init__(
+        self,
+        markets: Iterable[Market] | None = None,
+        *,
+        prices: Mapping[str, Number] | None = None,
+        balances: Mapping[str, Number] | None = None,
+        fee_rate: Number = "0.001",
+        fee_asset: Literal["received", "quote"] = "received",
+        clock_ms: Callable[[], int] | None = None,
+    ) -> None:
+        if fee_asset not in ("received", "quote"):
+            raise ValueError(f"fee_asset must be 'received' or 'quote', got {fee_asset!r}")
+        self.lock = threading.RLock()
+        self._markets = {m.id: m for m in (DEFAULT_MARKETS if markets is None else markets)}
+        if not self._markets:
+            raise ValueError("ExchangeCore needs at least one market")
+        self._by_symbol = {m.symbol: m for m in self._markets.values()}
+        self.fee_rate = _d(fee_rate)
+        self.fee_asset = fee_asset
+        self._clock = clock_ms or (lambda: time.time_ns() // 1_000_000)
+        self._prices: dict[str, Decimal] = {}
+        self._orders: dict[int, Order] = {}
+        self._trades: list[Trade] = []
+        self._free: dict[str, Decimal] = {}
+        self._locked: dict[str, Decimal] = {}
+        self._next_order_id = 1
+        self._next_trade_id = 1
+        for m in self._markets.values():
+            self._free.setdefault(m.base, _ZERO)
+            self._free.setdefault(m.quote, _ZERO)
+        if prices is None:  # the defaults that fit these markets
+            prices = {s: p for s, p in DEFAULT_PRICES.items() if self._lookup(s) is not None}
+        for symbol, price in prices.items():
+            if self._lookup(symbol) is None:
+                raise ValueError(f"price given for {symbol!r}, which is not a market: {sorted(self._by_symbol)}")
+            self._prices[self.market(symbol).id] = _d(price)
+        for asset, free in (DEFAULT_BALANCES if balances is None else balances).items():
+            self.set_balance(asset, free)
+
+    # ----------------------------------------------------------- markets, time
+    @property
+    def markets(self) -> dict[str, Market]:
+        """Markets by exchange id (``BTCUSDT``)."""
+        return dict(self._markets)
+
+    def _lookup(self, symbol: str) -> Market | None:
+        return self._markets.get(symbol) or self._by_symbol.get(symbol)
+
+    def market(self, symbol: str) -> Market:
+        """The market for ``BTC/USDT`` or ``BTCUSDT``; -1121 if unknown."""
+        found = self._lookup(symbol)
+        if found is None:
+            raise ExchangeRejected(-1121, "Invalid symbol.")
+        return found
+
+    def now_ms(self) -> int:
+        return int(self._clock())
+
+    def price(self, symbol: str) -> Decimal:
+        with self.lock:
+            market = self.market(symbol)
+            if market.id not in self._prices:
+                raise SimulatorError(f"no last price for {market.symbol}; call set_price({market.symbol!r}, ...) first")
+            return self._prices[market.id]
+
+    # ------------------------------------------------------------- balances
+    def _move(self, asset: str, free: Decimal = _ZERO, locked: Decimal = _ZERO) -> None:
+        self._free[asset] = self._free.get(asset, _ZERO) + free
+        self._locked[asset] = self._locked.get(asset, _ZERO) + locked
+
+    def balance(self, asset: str) -> Balance:
+        with self.lock:
+            return Balance(self._free.get(asset, _ZERO), self._locked.get(asset, _ZERO))
+
+    def balances(self) -> dict[str, Balance]:
+        with self.lock:
+            assets = sorted(set(self._free) | set(self._locked))
+            return {a: Balance(self._free.get(a, _ZERO), self._locked.get(a, _ZERO)) for a in assets}
+
+    def set_balance(self, asset: str, free: Number) -> None:
+        """Test hook: set the free amount of ``asset`` (locked amounts stay)."""
+        amount = _d(free)
+        if amount < 0:
+            raise ValueError(f"free balance of {asset} must be >= 0, got {amount}")
+        with self.lock:
+            self._free[asset] = amount
+            self._locked.setdefault(asset, _ZERO)
+
+    # ---------------------------------------------------------------- orders
+    def _fee_rate_in_quote_lock(self) -> Decimal:
+        return self.fee_rate if self.fee_asset == "quote" else _ZERO
+
+    def _check_filters(self, market: Market, qty: Decimal, price: Decimal, check_price: bool) -> None:
+        if check_price and (
+            price < market.tick_size or price > market.max_price or not _multiple_of(price, market.tick_size)
+        ):
+            raise ExchangeRejected(-1013, "Filter failure: PRICE_FILTER")
+        if qty < market.step_size or qty > market.max_qty or not _multiple_of(qty, market.step_size):
+            raise ExchangeRejected(-1013, "Filter failure: LOT_SIZE")
+        if qty * price < market.min_notional:
+            raise ExchangeRejected(-1013, "Filter failure: NOTIONAL")
+
+    def place_order(
+        self,
+        symbol: str,
+        side: str,
+        type: str,
+        *,
+        quantity: Decimal | None = None,
+        quote_order_qty: Decimal | None = None,
+        price: Decimal | None = None,
+        time_in_force: str | None = None,
+        client_order_id: str | None = None,
+    ) -> tuple[Order, list[Trade]]:
+        """Validate, lock and match a new order; returns it and its immediate fills."""
+        with self.lock, localcontext(_CTX):
+            market = self.market(symbol)
+            if client_order_id is None:
+                client_order_id = new_client_id()
+            elif not CLIENT_ID_PATTERN.match(client_order_id):
+                raise ExchangeRejected(
+                    -1100,
+                    f"Illegal characters found in parameter 'newClientOrderId'; legal range is '{_CLIENT_ID_RANGE}'.",
+                )
+            if any(o.is_open and o.client_order_id == client_order_id for o in self._orders.values()):
+                raise ExchangeRejected(-2010, "Duplicate order sent.")
+            last = self.price(market.id)
+            if type == "MARKET":
+                return self._place_market(market, side, last, quantity, quote_order_qty, client_order_id)
+            if price is None or quantity is None:
+                raise ExchangeRejected(
+                    -1102,
+                    "Mandatory parameter 'price' was not sent, was empty/null, or malformed."
+                    if price is None
+                    else "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed.",
+                )
+            self._check_filters(market, quantity, price, check_price=True)
+            crosses = price >= last if side == "BUY" else price <= last
+            if type == "LIMIT_MAKER" and crosses:
+                raise ExchangeRejected(-2010, "Order would immediately match and take.")
+            if side == "BUY":
+                lock_asset, lock = market.quote, price * quantity * (1 + self._fee_rate_in_quote_lock())
+            else:
+                lock_asset, lock = market.base, quantity
+            if self._free.get(lock_asset, _ZERO) < lock:
+                raise ExchangeRejected(-2010, "Account has insufficient balance for requested action.")
+            now = self.now_ms()
+            order = Order(
+                self._next_order_id,
+                client_order_id,
+                market.id,
+                side,
+                type,
+                time_in_force,
+                price,
+                quantity,
+                now,
+                update_time_ms=now,
+                locked=lock,
+            )
+            self._next_order_id += 1
+            self._orders[order.order_id] = order
+            self._move(lock_asset, free=-lock, locked=lock)
+            trades: list[Trade] = []
+            if crosses:
+                trades.append(self._execute(order, quantity, price, is_maker=False))
+            elif time_in_force in ("IOC", "FOK"):
+                self._close(order, "EXPIRED")
+            return dataclasses.replace(order), trades
+
+    def _place_market(
+        self,
+        market: Market,
+        side: str,
+        last: Decimal,
+        quantity: Decimal | None,
+        quote_order_qty: Decimal | None,
+        client_order_id: str,
+    ) -> tuple[Order, list[Trade]]:
+        if quantity is None:
+            if quote_order_qty is None:
+                raise ExchangeRejected(-1102, "Param 'quantity' or 'quoteOrderQty' must be sent, but both were empty!")
+            quantity = (quote_order_qty / last).quantize(market.step_size, rounding=ROUND_DOWN)
+        elif quote_order_qty is not None:
+            raise ExchangeRejected(-1106, "Parameter 'quoteOrderQty' sent when not required.")
+        self._check_filters(market, quantity, last, check_price=False)
+        if side == "BUY":
+            needed, asset = last * quantity * (1 + self._fee_rate_in_quote_lock()), market.quote
+        else:
+            needed, asset = quantity, market.base
+        if self._free.get(asset, _ZERO) < needed:
+            raise ExchangeRejected(-2010, "Account has insufficient balance for requested action.")
+        now = self.now_ms()
+        order = Order(
+            self._next_order_id,
+            client_order_id,
+            market.id,
+            side,
+            "MARKET",
+            None,
+            _ZERO,
+            quantity,
+            now,
+            orig_quote_order_qty=quote_order_qty or _ZERO,
+            update_time_ms=now,
+        )
+        self._next_order_id += 1
+        self._orders[order.order_id] = order
+        trade = self._execute(order, quantity, last, is_maker=False)
+        return dataclasses.replace(order), [trade]
+
+    def _execute(self, order: Order, qty: Decimal, price: Decimal, *, is_maker: bool) -> Trade:
+        """Fill ``qty`` of ``order`` at ``price``: move balances, record the trade."""
+        market = self._markets[order.symbol]
+        quote_qty = price * qty
+        is_buyer = order.side == "BUY"
+        fee_in_quote = self.fee_asset == "quote" or not is_buyer
+        fee_base = quote_qty if fee_in_quote else qty
+        commission = (fee_base * self.fee_rate).quantize(_EIGHT, rounding=ROUND_DOWN)
+        fee_asset = market.quote if fee_in_quote else market.base
+        resting = order.type != "MARKET"
+        if is_buyer:
+            spend = quote_qty + (commission if fee_in_quote else _ZERO)
+            if resting:
+                release = order.price * qty * (1 + self._fee_rate_in_quote_lock())
+                order.locked -= release
+                self._move(market.quote, free=release - spend, locked=-release)
+            else:
+                self._move(market.quote, free=-spend)
+            self._move(market.base, free=qty - (_ZERO if fee_in_quote else commission))
+        else:
+            if resting:
+                order.locked -= qty
+                self._move(market.base, locked=-qty)
+            else:
+                self._move(market.base, free=-qty)
+            self._move(market.quote, free=quote_qty - commission)
+        order.executed_qty += qty
+        order.cummulative_quote_qty += quote_qty
+        order.update_time_ms = self.now_ms()
+        trade = Trade(
+            self._next_trade_id,
+            order.order_id,
+            order.symbol,
+            price,
+            qty,
+            quote_qty,
+            commission,
+            fee_asset,
+            order.update_time_ms,
+            is_buyer,
+            is_maker,
+        )
+        self._next_trade_id += 1
+        self._trades.append(trade)
+        if order.executed_qty == order.orig_qty:
+            self._close(order, "FILLED")
+        else:
+            order.status = "PARTIALLY_FILLED"
+        return trade
+
+    def _close(self, order: Order, status: str) -> None:
+        """Set a final status and give back whatever the order still locks."""
+        if order.locked:
+            market = self._markets[order.symbol]
+            asset = market.quote if order.side == "BUY" else market.base
+            self._move(asset, free=order.locked, locked=-order.locked)
+            order.locked = _ZERO
+        order.status = status
+        order.update_time_ms = self.now_ms()
+
+    def _find(self, symbol: str | None, order_id: int | None, client_order_id: str | None) -> Order | None:
+        """By id (checked against the client id if both are given) or by client id (open first, then newest)."""
+        if order_id is not None:
+            order = self._orders.get(order_id)
+            if order is None or (symbol is not None and order.symbol != symbol):
+                return None
+            if client_order_id is not None and order.client_order_id != client_order_id:
+                return None
+            return order
+        candidates = [
+            o
+            for o in self._orders.values()
+            if o.client_order_id == client_order_id and (symbol is None or o.symbol == symbol)
+        ]
+        open_ones = [o for o in candidates if o.is_open]
+        pool = open_ones or candidates
+        return max(pool, key=lambda o: o.order_id) if pool else None
+
+    def get_order(self, symbol: str, *, order_id: int | None = None, client_order_id: str | None = None) -> Order:
+        """Binance ``GET /api/v3/order``; -2013 "Order does not exist." if unknown."""
+        with self.lock:
+            order = self._find(self.market(symbol).id, order_id, client_order_id)
+            if order is None:
+                raise ExchangeRejected(-2013, "Order does not exist.")
+            return dataclasses.replace(order)
+
+    def cancel_order(self, symbol: str, *, order_id: int | None = None, client_order_id: str | None = None) -> Order:
+        """Binance ``DELETE /api/v3/order``; -2011 "Unknown order sent." if unknown or not open."""
+        with self.lock:
+            order = self._find(self.market(symbol).id, order_id, client_order_id)
+            if order is None or not order.is_open:
+                raise ExchangeRejected(-2011, "Unknown order sent.")
+            self._close(order, "CANCELED")
+            return dataclasses.replace(order)
+
+    def open_orders(self, symbol: str | None = None) -> list[Order]:
+        with self.lock:
+            sid = None if symbol is None else self.market(symbol).id
+            return [dataclasses.replace(o) for o in self._orders.values() if o.is_open and sid in (None, o.symbol)]
+
+    def all_orders(
+        self,
+        symbol: str,
+        *,
+        order_id: int | None = None,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        limit: int = 500,
+    ) -> list[Order]:
+        """Binance ``allOrders``: ids >= ``order_id`` (oldest first), else the newest ``limit``."""
+        with self.lock:
+            sid = self.market(symbol).id
+            _check_window(start_ms, end_ms)
+            rows = [
+                o
+                for o in self._orders.values()
+                if o.symbol == sid
+                and (order_id is None or o.order_id >= order_id)
+                and (start_ms is None or o.time_ms >= start_ms)
+                and (end_ms is None or o.time_ms <= end_ms)
+            ]
+            rows.sort(key=lambda o: o.order_id)
+            oldest_first = order_id is not None or start_ms is not None
+            rows = rows[:limit] if oldest_first else rows[-limit:]
+            return [dataclasses.replace(o) for o in rows]
+
+    def my_trades(
+        self,
+        symbol: str,
+        *,
+        order_id: int | None = None,
+        from_id: int | None = None,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        limit: int = 500,
+    ) -> list[Trade]:
+        """Binance ``myTrades`` with its supported parameter combinations (else -1128)."""
+        with self.lock:
+            sid = self.market(symbol).id
+            combo = (order_id is not None, from_id is not None, start_ms is not None, end_ms is not None)
+            allowed = {
+                (False, False, False, False),
+                (True, False, False, False),
+                (False, False, True, False),
+                (False, False, False, True),
+                (False, True, False, False),
+                (False, False, True, True),
+                (True, True, False, False),
+            }
+            if combo not in allowed:
+                raise ExchangeRejected(-1128, "Combination of optional parameters invalid.")
+            _check_window(start_ms, end_ms)
+            rows = [
+                t
+                for t in self._trades
+                if t.symbol == sid
+                and (order_id is None or t.order_id == order_id)
+                and (from_id is None or t.trade_id >= from_id)
+                and (start_ms is None or t.time_ms >= start_ms)
+                and (end_ms is None or t.time_ms <= end_ms)
+            ]
+            oldest_first = from_id is not None or start_ms is not None
+            return rows[:limit] if oldest_first else rows[-limit:]
+
+    def cancel_replace(
+        self,
+        symbol: str,
+        *,
+        cancel_order_id: int | None,
+        cancel_client_order_id: str | None,
+        new_order: OrderRequest,
+        stop_on_failure: bool = True,
+    ) -> tuple[Order | ExchangeRejected, tuple[Order, list[Trade]] | ExchangeRejected | None]:
+        """Binance ``order/cancelReplace``, atomically: returns (cancel result, new order result or None)."""
+        with self.lock:
+            cancel: Order | ExchangeRejected
+            try:
+                cancel = self.cancel_order(symbol, order_id=cancel_order_id, client_order_id=cancel_client_order_id)
+            except ExchangeRejected as exc:
+                cancel = exc
+                if stop_on_failure:
+                    return cancel, None
+            placed: tuple[Order, list[Trade]] | ExchangeRejected
+            try:
+                placed = self.place_order(
+                    symbol,
+                    new_order.side,
+                    new_order.type,
+                    quantity=new_order.quantity,
+                    quote_order_qty=new_order.quote_order_qty,
+                    price=new_order.price,
+                    time_in_force=new_order.time_in_force,
+                    client_order_id=new_order.client_order_id,
+                )
+            except ExchangeRejected as exc:
+                placed = exc
+            return cancel, placed
+
+    # ------------------------------------------------------------ test hooks
+    def _ref(self, order: RefLike) -> Order:
+        found = self._find(None, order, None) if isinstance(order, int) else self._find(None, None, order)
+        if found is None:
+            raise SimulatorError(f"no order {order!r} on the simulated exchange; orders() lists the known ones")
+        return found
+
+    def order(self, order: RefLike) -> Order:
+        """A copy of one order, by exchange id (int) or client id (str; the open one first)."""
+        with self.lock:
+            return dataclasses.replace(self._ref(order))
+
+    def fill(self, order: RefLike, amount: Number | None = None, price: Number | None = None) -> Trade:
+        """Test hook: the market trades ``amount`` (default: all that remains) of a resting order.
+
+        ``price`` defaults to the order's limit and may only be better than it.
+        """
+        with self.lock, localcontext(_CTX):
+            target = self._ref(order)
+            if not target.is_open:
+                raise SimulatorError(f"order {target.order_id} ({target.client_order_id}) is {target.status}, not open")
+            qty = target.remaining if amount is None else _d(amount)
+            fill_price = target.price if price is None else _d(price)
+            if not _ZERO < qty <= target.remaining:
+                raise SimulatorError(f"fill amount {qty} must be > 0 and <= the remaining {target.remaining}")
+            worse = fill_price > target.price if target.side == "BUY" else fill_price < target.price
+            if worse or fill_price <= 0:
+                raise SimulatorError(
+                    f"fill price {fill_price} is worse than the limit {target.price} of order "
+                    f"{target.order_id}; a limit order never fills worse than its limit"
+                )
+            return self._execute(target, qty, fill_price, is_maker=True)
+
+    def cancel(self, order: RefLike) -> Order:
+        """Test hook: the exchange cancels an open order (e.g. while the bot is down)."""
+        with self.lock:
+            target = self._ref(order)
+            if not target.is_open:
+                raise SimulatorError(f"order {target.order_id} ({target.client_order_id}) is {target.status}, not open")
+            self._close(target, "CANCELED")
+            return dataclasses.replace(target)
+
+    def set_price(self, symbol: str, price: Number, *, match: bool = True) -> list[Trade]:
+        """Test hook: set the last price; resting orders it crosses fill (unless ``match=False``)."""
+        value = _d(price)
+        if value <= 0:
+            raise ValueError(f"price must be > 0, got {value}")
+        with self.lock, localcontext(_CTX):
+            market = self.market(symbol)
+            self._prices[market.id] = value
+            if not match:
+                return []
+            crossed = [
+                o
+                for o in self._orders.values()
+                if o.is_open
+                and o.symbol == market.id
+                and o.type != "MARKET"
+                and (o.price >= value if o.side == "BUY" else o.price <= value)
+            ]
+            return [
+                self._execute(o, o.remaining, o.price, is_maker=True) for o in sorted(crossed, key=lambda o: o.order_id)
+            ]
+
+    def orders(self, symbol: str | None = None) -> list[Order]:
+        """Copies of all orders (oldest first), optionally of one symbol."""
+        with self.lock:
+            sid = None if symbol is None else self.market(symbol).id
+            return [dataclasses.replace(o) for o in self._orders.values() if sid in (None, o.symbol)]
+
+    def trades(self, symbol: str | None = None) -> list[Trade]:
+        """All trades (oldest first), optionally of one symbol."""
+        with self.lock:
+            sid = None if symbol is None else self.market(symbol).id
+            return [t for t in self._trades if sid in (None, t.symbol)]
+
+
+def _check_window(start_ms: int | None, end_ms: int | None) -> None:
+    if start_ms is not None and end_ms is not None and end_ms - start_ms > _DAY_MS:
+        raise ExchangeRejected(-1127, "More than 24 hours between startTime and endTime.")

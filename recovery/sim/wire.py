@@ -1,0 +1,342 @@
+"""Binance spot wire format for the simulator: parameter parsing and JSON shapes.
+
+Parsing helpers raise :class:`~recovery.sim.core.ExchangeRejected` with the
+code and message Binance uses (-1100 illegal characters, -1102 mandatory
+parameter, -1104 unread parameters). Serialisers turn core objects into the
+exact response shapes of ``/api/v3/exchangeInfo``, ``order`` (ACK / RESULT /
+FULL / query / cancel), ``myTrades`` and ``account``; amounts are strings with
+8 decimals, as Binance sends them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from decimal import Decimal, localcontext
+from typing import Any
+
+from recovery.sim.core import ExchangeCore, ExchangeRejected, Market, Order, Trade
+
+__all__ = [
+    "ENDPOINT_PARAMS",
+    "account_json",
+    "cancel_json",
+    "check_params",
+    "decimal_param",
+    "exchange_info_json",
+    "fmt",
+    "int_param",
+    "mandatory",
+    "order_json",
+    "query_order_json",
+    "trade_json",
+]
+
+_DECIMAL_RE = re.compile(r"^([0-9]{1,20})(\.[0-9]{1,20})?$")
+_INT_RE = re.compile(r"^-?[0-9]{1,20}$")
+_EIGHT = Decimal("0.00000001")
+_STP = "EXPIRE_MAKER"
+_SIGNED = frozenset({"recvWindow", "timestamp"})
+_NEW_ORDER = frozenset(
+    {
+        "symbol",
+        "side",
+        "type",
+        "timeInForce",
+        "quantity",
+        "quoteOrderQty",
+        "price",
+        "newClientOrderId",
+        "strategyId",
+        "strategyType",
+        "stopPrice",
+        "trailingDelta",
+        "icebergQty",
+        "newOrderRespType",
+        "selfTradePreventionMode",
+        "pegPriceType",
+        "pegOffsetValue",
+        "pegOffsetType",
+    }
+)
+
+#: Parameters Binance documents for each simulated endpoint; anything else is -1104.
+ENDPOINT_PARAMS: Mapping[tuple[str, str], frozenset[str]] = {
+    ("GET", "/api/v3/ping"): frozenset(),
+    ("GET", "/api/v3/time"): frozenset(),
+    ("GET", "/api/v3/exchangeInfo"): frozenset(
+        {"symbol", "symbols", "permissions", "showPermissionSets", "symbolStatus"}
+    ),
+    ("POST", "/api/v3/order"): _NEW_ORDER | _SIGNED,
+    ("GET", "/api/v3/order"): frozenset({"symbol", "orderId", "origClientOrderId"}) | _SIGNED,
+    ("DELETE", "/api/v3/order"): frozenset(
+        {"symbol", "orderId", "origClientOrderId", "newClientOrderId", "cancelRestrictions"}
+    )
+    | _SIGNED,
+    ("POST", "/api/v3/order/cancelReplace"): _NEW_ORDER
+    | _SIGNED
+    | frozenset(
+        {
+            "cancelReplaceMode",
+            "cancelNewClientOrderId",
+            "cancelOrigClientOrderId",
+            "cancelOrderId",
+            "cancelRestrictions",
+            "orderRateLimitExceededMode",
+        }
+    ),
+    ("GET", "/api/v3/openOrders"): frozenset({"symbol"}) | _SIGNED,
+    ("GET", "/api/v3/allOrders"): frozenset({"symbol", "orderId", "startTime", "endTime", "limit"}) | _SIGNED,
+    ("GET", "/api/v3/myTrades"): frozenset({"symbol", "orderId", "startTime", "endTime", "fromId", "limit"}) | _SIGNED,
+    ("GET", "/api/v3/account"): frozenset({"omitZeroBalances"}) | _SIGNED,
+}
+
+
+def fmt(value: Decimal) -> str:
+    """Binance's amount format: a plain decimal string with 8 decimals."""
+    with localcontext() as ctx:
+        ctx.prec = 60
+        return f"{value.quantize(_EIGHT):f}"
+
+
+def check_params(method: str, path: str, params: Mapping[str, str]) -> None:
+    allowed = ENDPOINT_PARAMS[(method, path)]
+    unread = [name for name in params if name not in allowed]
+    if unread:
+        raise ExchangeRejected(
+            -1104,
+            f"Not all sent parameters were read; read '{len(params) - len(unread)}' parameter(s) but was sent "
+            f"'{len(params)}'.",
+        )
+
+
+def mandatory(params: Mapping[str, str], name: str) -> str:
+    value = params.get(name)
+    if not value:
+        raise ExchangeRejected(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
+    return value
+
+
+def decimal_param(params: Mapping[str, str], name: str) -> Decimal | None:
+    value = params.get(name)
+    if value is None or value == "":
+        return None
+    if not _DECIMAL_RE.match(value):
+        raise ExchangeRejected(
+            -1100, f"Illegal characters found in parameter '{name}'; legal range is '{_DECIMAL_RE.pattern}'."
+        )
+    return Decimal(value)
+
+
+def int_param(params: Mapping[str, str], name: str) -> int | None:
+    value = params.get(name)
+    if value is None or value == "":
+        return None
+    if not _INT_RE.match(value):
+        raise ExchangeRejected(
+            -1100, f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'."
+        )
+    return int(value)
+
+
+def _filters(market: Market) -> list[dict[str, Any]]:
+    return [
+        {
+            "filterType": "PRICE_FILTER",
+            "minPrice": fmt(market.tick_size),
+            "maxPrice": fmt(market.max_price),
+            "tickSize": fmt(market.tick_size),
+        },
+        {
+            "filterType": "LOT_SIZE",
+            "minQty": fmt(market.step_size),
+            "maxQty": fmt(market.max_qty),
+            "stepSize": fmt(market.step_size),
+        },
+        {
+            "filterType": "MARKET_LOT_SIZE",
+            "minQty": fmt(Decimal(0)),
+            "maxQty": fmt(market.max_qty),
+            "stepSize": fmt(Decimal(0)),
+        },
+        {
+            "filterType": "NOTIONAL",
+            "minNotional": fmt(market.min_notional),
+            "applyMinToMarket": True,
+            "maxNotional": "9000000.00000000",
+            "applyMaxToMarket": False,
+            "avgPriceMins": 5,
+        },
+        {"filterType": "MAX_NUM_ORDERS", "maxNumOrders": 200},
+    ]
+
+
+def exchange_info_json(core: ExchangeCore, weight_limit_1m: int) -> dict[str, Any]:
+    symbols = [
+        {
+            "symbol": m.id,
+            "status": "TRADING",
+            "baseAsset": m.base,
+            "baseAssetPrecision": 8,
+            "quoteAsset": m.quote,
+            "quotePrecision": 8,
+            "quoteAssetPrecision": 8,
+            "baseCommissionPrecision": 8,
+            "quoteCommissionPrecision": 8,
+            # Only what the simulator matches: ccxt then refuses stop orders client-side.
+            "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET"],
+            "icebergAllowed": False,
+            "ocoAllowed": False,
+            "otoAllowed": False,
+            "quoteOrderQtyMarketAllowed": True,
+            "allowTrailingStop": False,
+            "cancelReplaceAllowed": True,
+            "amendAllowed": False,
+            "isSpotTradingAllowed": True,
+            "isMarginTradingAllowed": False,
+            "filters": _filters(m),
+            "permissions": [],
+            "permissionSets": [["SPOT"]],
+            "defaultSelfTradePreventionMode": _STP,
+            "allowedSelfTradePreventionModes": ["NONE", "EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"],
+        }
+        for m in core.markets.values()
+    ]
+    return {
+        "timezone": "UTC",
+        "serverTime": core.now_ms(),
+        "rateLimits": [
+            {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": weight_limit_1m},
+            {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
+            {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},
+            {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000},
+        ],
+        "exchangeFilters": [],
+        "symbols": symbols,
+    }
+
+
+def _core_fields(order: Order) -> dict[str, Any]:
+    return {
+        "price": fmt(order.price),
+        "origQty": fmt(order.orig_qty),
+        "executedQty": fmt(order.executed_qty),
+        "origQuoteOrderQty": fmt(order.orig_quote_order_qty),
+        "cummulativeQuoteQty": fmt(order.cummulative_quote_qty),
+        "status": order.status,
+        "timeInForce": order.time_in_force or "GTC",
+        "type": order.type,
+        "side": order.side,
+    }
+
+
+def order_json(order: Order, trades: list[Trade], resp_type: str) -> dict[str, Any]:
+    """The answer to a new order: ``ACK``, ``RESULT`` or ``FULL`` (with ``fills``)."""
+    body: dict[str, Any] = {
+        "symbol": order.symbol,
+        "orderId": order.order_id,
+        "orderListId": -1,
+        "clientOrderId": order.client_order_id,
+        "transactTime": order.time_ms,
+    }
+    if resp_type == "ACK":
+        return body
+    body.update(_core_fields(order))
+    body["workingTime"] = order.time_ms
+    body["selfTradePreventionMode"] = _STP
+    if resp_type == "FULL":
+        body["fills"] = [
+            {
+                "price": fmt(t.price),
+                "qty": fmt(t.qty),
+                "commission": fmt(t.commission),
+                "commissionAsset": t.commission_asset,
+                "tradeId": t.trade_id,
+            }
+            for t in trades
+        ]
+    return body
+
+
+def query_order_json(order: Order) -> dict[str, Any]:
+    """The shape of ``GET order``, ``openOrders`` and ``allOrders`` rows."""
+    body: dict[str, Any] = {
+        "symbol": order.symbol,
+        "orderId": order.order_id,
+        "orderListId": -1,
+        "clientOrderId": order.client_order_id,
+    }
+    body.update(_core_fields(order))
+    body.update(
+        {
+            "stopPrice": fmt(Decimal(0)),
+            "icebergQty": fmt(Decimal(0)),
+            "time": order.time_ms,
+            "updateTime": order.update_time_ms,
+            "isWorking": True,
+            "workingTime": order.time_ms,
+            "selfTradePreventionMode": _STP,
+        }
+    )
+    return body
+
+
+def cancel_json(order: Order, cancel_client_id: str, transact_time: int) -> dict[str, Any]:
+    """A cancel's answer: ``clientOrderId`` is the cancel's own new id, ``origClientOrderId`` the order's."""
+    body: dict[str, Any] = {
+        "symbol": order.symbol,
+        "origClientOrderId": order.client_order_id,
+        "orderId": order.order_id,
+        "orderListId": -1,
+        "clientOrderId": cancel_client_id,
+        "transactTime": transact_time,
+    }
+    body.update(_core_fields(order))
+    body["selfTradePreventionMode"] = _STP
+    return body
+
+
+def trade_json(trade: Trade) -> dict[str, Any]:
+    return {
+        "symbol": trade.symbol,
+        "id": trade.trade_id,
+        "orderId": trade.order_id,
+        "orderListId": -1,
+        "price": fmt(trade.price),
+        "qty": fmt(trade.qty),
+        "quoteQty": fmt(trade.quote_qty),
+        "commission": fmt(trade.commission),
+        "commissionAsset": trade.commission_asset,
+        "time": trade.time_ms,
+        "isBuyer": trade.is_buyer,
+        "isMaker": trade.is_maker,
+        "isBestMatch": True,
+    }
+
+
+def account_json(core: ExchangeCore, omit_zero: bool) -> dict[str, Any]:
+    rate = fmt(core.fee_rate)
+    bps = int(core.fee_rate * 10000)
+    balances = [
+        {"asset": asset, "free": fmt(b.free), "locked": fmt(b.locked)}
+        for asset, b in core.balances().items()
+        if not (omit_zero and b.total == 0)
+    ]
+    return {
+        "makerCommission": bps,
+        "takerCommission": bps,
+        "buyerCommission": 0,
+        "sellerCommission": 0,
+        "commissionRates": {"maker": rate, "taker": rate, "buyer": fmt(Decimal(0)), "seller": fmt(Decimal(0))},
+        "canTrade": True,
+        "canWithdraw": True,
+        "canDeposit": True,
+        "brokered": False,
+        "requireSelfTradePrevention": False,
+        "preventSor": False,
+        "updateTime": core.now_ms(),
+        "accountType": "SPOT",
+        "balances": balances,
+        "permissions": ["SPOT"],
+        "uid": 354937868,
+    }

@@ -1,57 +1,79 @@
-"""The engine of ``journal dump``: a streaming scan of the log, its filters, and ``--follow``.
+"""The ``journal dump`` command and its engine: a streaming scan of the log, filters, and ``--follow``.
 
-Streaming: the log is read ``CHUNK`` records per short read transaction (so a
-slow terminal never pins the writer's old pages), each chunk is decoded,
-filtered and printed before the next is read, and the environment is reopened
-every ``REOPEN_EVERY`` records: LMDB maps the file, and the pages a reader has
-touched count in its resident memory until it unmaps them. Memory stays
-bounded whatever the journal's size.
+Streaming: the log is read ``CHUNK`` records per short read transaction
+(:meth:`journal.Journal.scan_raw`, so a slow terminal never pins the writer's
+old pages), each chunk is decoded, filtered and printed before the next is
+read, and the environment is reopened every ``REOPEN_EVERY`` records: LMDB
+maps the file, and the pages a reader has touched count in its resident memory
+until it unmaps them. Memory stays bounded whatever the journal's size.
 
-Damage: each record's checksum is checked on its stored bytes. A damaged
-record becomes a row whose ``checksum`` says what is wrong (with the raw bytes)
-and the scan goes on; it is printed whatever the filters, since a filter
-cannot trust a damaged header. The hash chain is ``journal verify``'s job.
+Damage: each record's checksum is checked on its stored bytes (through
+:mod:`journal.log.record`, the one home of the byte layout). A damaged record
+becomes a row whose ``checksum`` says what is wrong (with the raw bytes) and
+the scan goes on; it is printed whatever the filters, since a filter cannot
+trust a damaged header. The hash chain is ``journal verify``'s job.
 
 Follow: after the existing records, :class:`Waker` blocks on an event set by
 a watchdog observer when ``data.mdb`` is modified, with a timeout of
 ``POLL_S``: LMDB's writes may coalesce into fewer file events than commits, so
-each wake-up compares ``last_txnid`` and scans only when it moved. Idle, the
-follower sleeps in the kernel and costs no CPU. Records are appended in
-sequence order in atomic transactions, so scanning from the next sequence
-number after the last one seen never misses or repeats a record.
+each wake-up compares :meth:`journal.Journal.last_txnid` and scans only when
+it moved. Idle, the follower sleeps in the kernel and costs no CPU. Records
+are appended in sequence order in atomic transactions, so scanning from the
+next sequence number after the last one seen never misses or repeats a record.
 """
 
 from __future__ import annotations
 
-import io
 import os
-import struct
+import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-import cbor2
-import xxhash
-
-from ..errors import CorruptionError, DecodeError, NotAJournalError
-from ..log.codec import decode
-from ..log.journal import Journal
-from ..log.record import INTENT, KIND_NAMES, check, seq_key
+from ..errors import CorruptionError, DecodeError
+from ..log import Journal
+from ..log.codec import decode_display
+from ..log.record import (
+    HEADER_SIZE,
+    INTENT,
+    KIND_CODES,
+    KIND_NAMES,
+    KNOWN_BODY_KEYS,
+    RawChunk,
+    check,
+    checked_header,
+    kind_of,
+)
 from ..log.storage import LOCK_FILE
-from .output import base62 as _base62
-from .output import decimal_text
+from .base import (
+    EXIT_DAMAGED,
+    EXIT_OK,
+    KIND_CHOICES,
+    SOURCE_KINDS,
+    CliError,
+    Context,
+    arg,
+    command,
+    op_id,
+    open_reader,
+    parse_seq,
+    parse_time_ns,
+    resolve_seq,
+)
+from .output import iso_ns
 
 __all__ = [
     "CHUNK",
+    "COMMANDS",
     "POLL_S",
     "REOPEN_EVERY",
     "Dumper",
     "Filters",
     "LogReader",
     "Waker",
-    "dbs",
-    "open_reader",
+    "dump_cmd",
     "writer_pid",
 ]
 
@@ -59,88 +81,9 @@ CHUNK = 4096
 REOPEN_EVERY = 131072
 POLL_S = 0.5
 
-_HEADER = struct.Struct(">QQQB")
-_SEQ = struct.Struct(">Q")
-_xxh3 = xxhash.xxh3_64_intdigest
-_KNOWN = frozenset({"t", "d", "op", "src"})
-
-
-def _body_decoder() -> Callable[[bytes], Any]:
-    """The codec's hardened decoder, with each Decimal decoded straight to its exact text.
-
-    A dump prints Decimals as strings anyway; skipping the Decimal object
-    halves the cost of a record holding a few prices (bench/bench_cli.py).
-    Same tags, limits and refusals as :func:`journal.codec.decode` (a test
-    checks they agree); falls back to it if the codec's internals change.
-    """
-    try:
-        from ..log.codec import _CBOR_MAX_DEPTH, _SEMANTIC_DECODERS, _decode_failure, _refuse_unknown_tag
-    except ImportError:  # pragma: no cover - the codec was reorganised: stay correct, lose speed
-        return lambda data: decode(data, check=False)
-
-    def decimal(value: Any, immutable: bool) -> str:
-        try:
-            exponent, mantissa = value
-        except (TypeError, ValueError):
-            exponent = mantissa = None
-        if type(exponent) is not int or type(mantissa) is not int:
-            raise DecodeError("a decimal fraction (tag 4) must hold [exponent, mantissa] integers")
-        if -64 <= exponent < 0 and mantissa > 0:  # the common case, inline: a positive price or amount
-            digits = str(mantissa)
-            if len(digits) > -exponent:
-                return f"{digits[:exponent]}.{digits[exponent:]}"
-            return f"0.{'0' * (-exponent - len(digits))}{digits}"
-        return decimal_text(mantissa, exponent)
-
-    semantic = {**_SEMANTIC_DECODERS, 4: decimal}
-    empty = io.BytesIO(b"")
-
-    def new() -> cbor2.CBORDecoder:
-        return cbor2.CBORDecoder(
-            empty,
-            tag_hook=_refuse_unknown_tag,
-            semantic_decoders=semantic,
-            max_depth=_CBOR_MAX_DEPTH,
-            allow_indefinite=False,
-            allow_duplicate_keys=False,
-            strict_hashable_types=True,
-        )
-
-    decoder = new()
-
-    def body(data: bytes) -> Any:
-        nonlocal decoder
-        stream = io.BytesIO(data)
-        try:
-            decoder.fp = stream
-            value = decoder.decode()
-        except Exception as exc:
-            decoder = new()  # never reuse a decoder after a failure
-            if isinstance(exc, DecodeError):
-                raise
-            raise DecodeError(_decode_failure(exc, len(data))) from exc
-        end = stream.tell()
-        if end != len(data):
-            raise DecodeError(f"cannot decode {len(data)} bytes: {len(data) - end} trailing bytes at offset {end}")
-        return value
-
-    return body
-
-
-def dbs(journal: Journal) -> dict[str, Any]:
-    """The journal's LMDB database handles by name (None for a database a reader found absent)."""
-    return journal._storage.dbs
-
-
-def open_reader(path: str) -> Journal:
-    """The read-only journal every read command uses (takes no lock, verifies nothing on open)."""
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise NotAJournalError(f"{path}: is a file; a journal is a directory (the one the bot opens)")
-    return Journal(path, readonly=True, verify_on_open="none")
-
 
 class LogReader:
-    """Raw, chunked, read-only access to a journal's log and indexes."""
+    """Chunked, read-only access to a journal's stored records, through the public :class:`Journal` API."""
 
     def __init__(self, path: str, journal: Journal | None = None) -> None:
         self.path = path
@@ -165,83 +108,51 @@ class LogReader:
         self.journal.close()
 
     def last_txnid(self) -> int:
-        return self.journal._storage.last_txnid()
+        return self.journal.last_txnid()
 
     def last_seq(self) -> int:
         return self.journal.last_seq
 
-    def scan(self, pos: int, stop: int | None) -> Iterator[list[tuple[bytes, bytes]]]:
-        """``(key, value)`` chunks with ``pos <= seq <= stop``, one read transaction per chunk."""
-        while stop is None or pos <= stop:
-            with self.journal._storage.read() as txn:
-                self.snapshot_txnid = txn.id()
-                cur = txn.cursor(db=dbs(self.journal)["log"])
-                if not cur.set_range(seq_key(pos)):
-                    return
-                chunk: list[tuple[bytes, bytes]] = []
-                for item in cur:  # buffers=False: bytes copies, valid after the transaction
-                    chunk.append(cast(tuple[bytes, bytes], item))
-                    if len(chunk) >= CHUNK:
-                        break
-            if stop is not None and chunk and _key_seq(chunk[-1][0]) > stop:
-                chunk = [kv for kv in chunk if _key_seq(kv[0]) <= stop]
-                if chunk:
-                    yield chunk
-                return
-            if not chunk:
-                return
-            yield chunk
-            self._tick(len(chunk))
-            if len(chunk) < CHUNK:
-                return
-            pos = _key_seq(chunk[-1][0]) + 1
+    def client_ids(self) -> Callable[[int], str]:
+        return self.journal.client_ids()
 
-    def fetch(self, seqs: Sequence[int]) -> Iterator[list[tuple[bytes, bytes]]]:
+    def scan(self, pos: int, stop: int | None) -> Iterator[RawChunk]:
+        """Stored records with ``pos <= seq <= stop``, one read transaction per chunk."""
+        if stop is not None and pos > stop:
+            return
+        for chunk in self.journal.scan_raw(pos, stop, chunk=CHUNK):
+            self.snapshot_txnid = max(self.snapshot_txnid, chunk.txnid)
+            if chunk:
+                yield chunk
+                self._tick(len(chunk))
+                if self._since_open == 0:  # reopened: continue on the new environment
+                    yield from self.scan(chunk[-1].seq + 1, stop)
+                    return
+
+    def fetch(self, seqs: Sequence[int]) -> Iterator[RawChunk]:
         """The stored records of ``seqs`` (ascending), in chunks; absent ones are skipped."""
         for i in range(0, len(seqs), CHUNK):
-            log_db = dbs(self.journal)["log"]
-            with self.journal._storage.read() as txn:
-                chunk: list[tuple[bytes, bytes]] = []
-                for seq in seqs[i : i + CHUNK]:
-                    key = seq_key(seq)
-                    value = txn.get(key, db=log_db)
-                    if value is not None:
-                        chunk.append((key, bytes(value)))
+            chunk = self.journal.get_raw(seqs[i : i + CHUNK])
             yield chunk
             self._tick(len(chunk))
 
     def op_seqs(self, op_id: int) -> list[int]:
         """Sequence numbers of one operation's records, from the ``ops`` index (no record decoded)."""
-        db = dbs(self.journal)
-        prefix = _SEQ.pack(op_id)
-        out = []
-        with self.journal._storage.read() as txn:
-            value = txn.get(prefix, db=db["log"])
-            if value is not None and len(value) > 24 and value[24] == INTENT:
-                out.append(op_id)
-            if db.get("ops") is not None:
-                cur = txn.cursor(db=db["ops"])
-                if cur.set_range(prefix):
-                    for key in cur.iternext(values=False):
-                        if key[:8] != prefix:
-                            break
-                        out.append(_key_seq(bytes(key[8:])))
-        return out
+        return [r.seq for r in self.journal.timeline_raw(op_id)]
 
     def pending_ops(self) -> list[int]:
         """Op ids in the ``pending`` index, oldest first."""
-        db = dbs(self.journal).get("pending")
-        if db is None:
-            return []
-        with self.journal._storage.read() as txn:
-            return [_key_seq(bytes(k)) for k in txn.cursor(db=db).iternext(values=False)]
+        return self.journal.pending_ids()
 
     def kind_counts(self) -> dict[str, int]:
-        """Records per kind, from each record's header byte (nothing decoded)."""
+        """Records per kind, from each record's header (nothing decoded)."""
         counts = dict.fromkeys(KIND_NAMES.values(), 0)
         for chunk in self.scan(0, None):
-            for _key, value in chunk:
-                name = KIND_NAMES.get(value[24], "unknown") if len(value) > 24 else "unknown"
+            for raw in chunk:
+                try:
+                    name = KIND_NAMES.get(kind_of(raw.value, raw.seq), "unknown")
+                except CorruptionError:
+                    name = "unknown"
                 counts[name] = counts.get(name, 0) + 1
         return counts
 
@@ -254,15 +165,11 @@ def writer_pid(path: str) -> int | None:
         with open("/proc/locks") as fh:
             for line in fh:
                 parts = line.split()
-                if len(parts) > 5 and parts[1] == "FLOCK" and parts[5] == wanted:
+                if len(parts) > 5 and parts[1] in ("FLOCK", "POSIX", "OFDLCK") and parts[5] == wanted:
                     return int(parts[4])
     except (OSError, ValueError):
         pass
     return None
-
-
-def _key_seq(key: bytes) -> int:
-    return int(_SEQ.unpack(key)[0]) if len(key) == 8 else -1
 
 
 @dataclass
@@ -295,27 +202,21 @@ class Dumper:
         self.first_damaged: int | None = None
         self.following = False
         self.passed_until = False  # a record after --until was seen: following can stop
-        self._prefix = "tj" + reader.journal_id
-        self._decode = _body_decoder()
 
     # -- the hot loop ----------------------------------------------------------
 
-    def rows(self, pairs: list[tuple[bytes, bytes]]) -> list[Any]:
+    def rows(self, pairs: RawChunk) -> list[Any]:
         f = self.f
         since, until, kinds, sources, types = f.since_ns, f.until_ns, f.kinds, f.sources, f.types
         want_op, symbol, pending = f.op, f.symbol, f.pending
         growing = pending is not None and self.following
-        prefix = self._prefix
-        unpack = _HEADER.unpack_from
+        client_id = self.reader.client_ids()  # per chunk: the reader may have reopened
         out: list[Any] = []
         append = out.append
-        decode_body = self._decode
         for key, value in pairs:
-            if len(key) != 8 or len(value) < 26:
-                append(self._damaged(key, value))
-                continue
-            checksum, _chain, ts, kind_code = unpack(value)
-            if _xxh3(key + value[8:]) != checksum:
+            try:
+                ts, kind_code = checked_header(key, value)
+            except CorruptionError:
                 append(self._damaged(key, value))
                 continue
             if since is not None and ts < since:
@@ -331,7 +232,8 @@ class Dumper:
                 append(self._damaged(key, value, f"record at seq {seq}: unknown record kind {kind_code}"))
                 continue
             try:
-                body = decode_body(value[26:])  # the checksum matched; the JSON output refuses NaN itself
+                # the checksum matched (checked_header checked the length); the JSON output refuses NaN itself
+                body: Any = decode_display(value[HEADER_SIZE:])
             except DecodeError as exc:
                 append(self._damaged(key, value, f"record at seq {seq}: body does not decode: {exc}"))
                 continue
@@ -363,13 +265,13 @@ class Dumper:
                 continue
             extra = None
             if len(body) - ("d" in body) - ("op" in body) - ("src" in body) > 1:  # keys a newer version wrote
-                extra = {k: v for k, v in body.items() if k not in _KNOWN}
-            cid = None if op is None else prefix + _base62(op)
+                extra = {k: v for k, v in body.items() if k not in KNOWN_BODY_KEYS}
+            cid = None if op is None else client_id(op)
             append((seq, ts, kind, type_, op, cid, src, data, extra, None, None))
         return out
 
     def _damaged(self, key: bytes, value: bytes, problem: str | None = None) -> tuple[Any, ...]:
-        seq = _key_seq(key)
+        seq = int.from_bytes(key, "big") if len(key) == 8 else -1
         if problem is None:
             try:
                 check(key, value, None)
@@ -383,13 +285,13 @@ class Dumper:
 
     # -- passes ------------------------------------------------------------------
 
-    def _emit_chunks(self, chunks: Iterator[list[tuple[bytes, bytes]]]) -> int | None:
+    def _emit_chunks(self, chunks: Iterator[RawChunk]) -> int | None:
         """Emit every chunk's rows; return the last sequence number read."""
         last = None
         for pairs in chunks:
             if not pairs:
                 continue
-            last = _key_seq(pairs[-1][0])
+            last = pairs[-1].seq
             rows = self.rows(pairs)
             if rows:
                 self.emit(rows)
@@ -487,3 +389,98 @@ class Waker:
             self._observer.stop()
             self._observer.join(timeout=2)
             self._observer = None
+
+
+@command(
+    "dump",
+    help="print records, filtered, as a table or JSON lines; --follow prints new ones as they come",
+    example="journal dump bot.journal --type place_order --since 2026-05-09T00:00:00Z --json",
+    description=(
+        "Records stream in sequence order with bounded memory. Each record's checksum is checked: a damaged\n"
+        "record prints as a row whose 'checksum' says what is wrong (whatever the filters) and the exit code\n"
+        "is 3 at the end. --kind recovery/manual select by source; values of one option are alternatives,\n"
+        "different options must all match. --pending: records of the operations pending now (and, with\n"
+        "--follow, of operations begun later). --symbol matches data.symbol exactly (an abort has none: use\n"
+        "'journal show OP'). --follow ends on Ctrl-C (exit 0) or once past --to/--until."
+    ),
+    arguments=[
+        arg(
+            "--from", dest="start", type=parse_seq, metavar="SEQ", help="first sequence number (negative: from the end)"
+        ),
+        arg("--to", dest="stop", type=parse_seq, metavar="SEQ", help="last sequence number (negative: from the end)"),
+        arg("--since", type=parse_time_ns, metavar="TIME", help="records at or after TIME (ISO-8601 UTC or ns)"),
+        arg("--until", type=parse_time_ns, metavar="TIME", help="records at or before TIME (ISO-8601 UTC or ns)"),
+        arg("--type", dest="types", action="append", metavar="TYPE", help="record type, e.g. place_order (repeatable)"),
+        arg("--kind", dest="kinds", action="append", choices=KIND_CHOICES, help="record kind or source (repeatable)"),
+        arg("--op", metavar="OP", help="one operation's records: op id or client id"),
+        arg("--symbol", metavar="SYM", help="records whose data.symbol is SYM, e.g. BTC/USDT"),
+        arg("--pending", action="store_true", help="only records of operations without an outcome"),
+        arg("-f", "--follow", action="store_true", help="keep printing records as they are committed"),
+    ],
+)
+def dump_cmd(ctx: Context) -> int:
+    a = ctx.args
+    journal = ctx.reader()
+    last_seq = journal.last_seq
+    start, stop = resolve_seq(a.start, last_seq), resolve_seq(a.stop, last_seq)
+    if start is not None and stop is not None and start > stop:
+        raise CliError(f"--from {a.start} is after --to {a.stop} (seq {start} > {stop}); swap them")
+    if a.since is not None and a.until is not None and a.since > a.until:
+        raise CliError(f"--since {iso_ns(a.since)} is after --until {iso_ns(a.until)}; swap them")
+    kinds = [k for k in a.kinds or () if k in KIND_CODES]
+    sources = [k for k in a.kinds or () if k in SOURCE_KINDS]
+    reader = LogReader(ctx.path, journal)
+    op = None
+    if a.op is not None:
+        op = op_id(journal, a.op)
+        if not reader.op_seqs(op):
+            raise CliError(
+                f"{ctx.path}: no operation {a.op} in this journal (or it was compacted); "
+                f"list operations with 'journal dump {ctx.path} --kind intent'"
+            )
+    filters = Filters(
+        start=start,
+        stop=stop,
+        since_ns=a.since,
+        until_ns=a.until,
+        kinds=frozenset(KIND_CODES[k] for k in kinds) if kinds else None,
+        sources=frozenset(sources) if sources else None,
+        types=frozenset(a.types) if a.types else None,
+        op=op,
+        symbol=a.symbol,
+        pending=set(reader.pending_ops()) if a.pending else None,
+    )
+    out = ctx.out
+    out.dump_header()
+    dumper = Dumper(reader, filters, out.dump_rows)
+    waker = None
+    if a.follow:  # Ctrl-C (or SIGTERM) is how a follow ends: exit cleanly
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        pos = dumper.initial()
+        if a.follow:
+            out.flush()
+            waker = Waker(ctx.path)
+            if waker.error:
+                print(f"journal: note: file events unavailable ({waker.error}); polling", file=sys.stderr)
+            dumper.follow(pos, waker, out.flush)
+    except KeyboardInterrupt:
+        if not a.follow:
+            raise
+    finally:
+        if waker is not None:
+            waker.close()
+        ctx.adopt(reader.journal)  # the reader may have reopened: close the live one
+    damaged = dumper.damaged + out.unprintable
+    if damaged:
+        out.flush()
+        first = f", the first at seq {dumper.first_damaged}" if dumper.first_damaged is not None else ""
+        raise CliError(
+            f"{ctx.path}: {damaged} damaged record(s){first}; run 'journal verify {ctx.path}' "
+            "and restore from a backup",
+            EXIT_DAMAGED,
+        )
+    return EXIT_OK
+
+
+COMMANDS = (dump_cmd,)

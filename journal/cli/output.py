@@ -31,17 +31,12 @@ from decimal import Decimal
 from json import encoder as _json_encoder
 from typing import Any, BinaryIO
 
-from ..log.clientid import CLIENT_ID_PREFIX
-
 __all__ = [
     "Output",
     "age_text",
     "ms",
     "record_dict",
-    "decimal_text",
     "Row",
-    "base62",
-    "damaged_row",
     "iso_ns",
     "json_encoder",
     "row_dict",
@@ -74,26 +69,6 @@ def iso_ns(ts_ns: int | None) -> str | None:
     sec, frac = divmod(ts_ns, _NS)
     prefix = _iso_prefix(sec)
     return None if prefix is None else f"{prefix}.{frac:09d}Z"
-
-
-def decimal_text(mantissa: int, exponent: int) -> str:
-    """The exact text of ``mantissa * 10**exponent``, plain (``"0.00100000"``).
-
-    As ``format(Decimal, "f")``; beyond 64 places it stays scientific (exact
-    too), so a hostile exponent cannot expand into gigabytes of zeros.
-    """
-    if exponent > 64 or exponent < -64:
-        places = tuple(int(c) for c in str(abs(mantissa)))
-        return str(Decimal((int(mantissa < 0), places, exponent)))
-    digits = str(mantissa)
-    if exponent >= 0:
-        return digits + "0" * exponent if mantissa else "0"
-    sign = ""
-    if digits[0] == "-":
-        sign, digits = "-", digits[1:]
-    if len(digits) <= -exponent:
-        return f"{sign}0.{'0' * (-exponent - len(digits))}{digits}"
-    return f"{sign}{digits[:exponent]}.{digits[exponent:]}"
 
 
 def _decimal_str(value: Decimal) -> str:
@@ -140,30 +115,7 @@ def json_encoder(bytes_mode: str = "base64") -> Callable[[Any], str]:
     return encode
 
 
-# -- client ids, fast -----------------------------------------------------------
-
-_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-_SHORT = [_ALPHABET[i] if i < 62 else _ALPHABET[i // 62] + _ALPHABET[i % 62] for i in range(62 * 62)]
-_PAIR = [_ALPHABET[i // 62] + _ALPHABET[i % 62] for i in range(62 * 62)]
-
-
-def base62(n: int) -> str:
-    """``journal.clientid``'s base62, two digits per step (a dump formats a million)."""
-    if n < 3844:
-        return _SHORT[n]
-    hi, lo = divmod(n, 3844)
-    return base62(hi) + _PAIR[lo]
-
-
-def client_id_prefix(journal_id: str) -> str:
-    return CLIENT_ID_PREFIX + journal_id
-
-
 # -- rows -----------------------------------------------------------------------------
-
-
-def damaged_row(seq: int, problem: str, raw: bytes) -> Row:
-    return (seq, None, None, None, None, None, None, None, None, problem, raw)
 
 
 def row_dict(row: Row, bytes_mode: str = "base64") -> dict[str, Any]:

@@ -82,7 +82,9 @@ __all__ = [
     "MAX_BIGNUM_BYTES",
     "MAX_DECIMAL_DIGITS",
     "MAX_DEPTH",
+    "decimal_text",
     "decode",
+    "decode_display",
     "encode",
     "warm_up",
 ]
@@ -567,6 +569,89 @@ def _check_decoded(obj: list[Any] | dict[str, Any], depth: int) -> None:
     except _Rejected as rejected:
         rejected.steps.append((obj, item))
         raise
+
+
+# -- display decoding (the dump tool) ------------------------------------------
+
+
+def decimal_text(mantissa: int, exponent: int) -> str:
+    """The exact text of ``mantissa * 10**exponent``, plain (``"0.00100000"``).
+
+    As ``format(Decimal, "f")``; beyond 64 places it stays scientific (exact
+    too), so a hostile exponent cannot expand into gigabytes of zeros.
+    """
+    if exponent > 64 or exponent < -64:
+        places = tuple(int(c) for c in str(abs(mantissa)))
+        return str(Decimal((int(mantissa < 0), places, exponent)))
+    digits = str(mantissa)
+    if exponent >= 0:
+        return digits + "0" * exponent if mantissa else "0"
+    sign = ""
+    if digits[0] == "-":
+        sign, digits = "-", digits[1:]
+    if len(digits) <= -exponent:
+        return f"{sign}0.{'0' * (-exponent - len(digits))}{digits}"
+    return f"{sign}{digits[:exponent]}.{digits[exponent:]}"
+
+
+def _decimal_as_text(value: Any, immutable: bool) -> str:
+    try:
+        exponent, mantissa = value
+    except (TypeError, ValueError):
+        exponent = mantissa = None
+    if type(exponent) is not int or type(mantissa) is not int:
+        raise _Refused("a decimal fraction (tag 4) must hold [exponent, mantissa] integers")
+    if -64 <= exponent < 0 and mantissa > 0:  # the common case, inline: a positive price or amount
+        digits = str(mantissa)
+        if len(digits) > -exponent:
+            return f"{digits[:exponent]}.{digits[exponent:]}"
+        return f"0.{'0' * (-exponent - len(digits))}{digits}"
+    if exponent == 0 and mantissa == 0:
+        return "0"
+    return decimal_text(mantissa, exponent)
+
+
+_DISPLAY_DECODERS: list[cbor2.CBORDecoder] = []
+_DISPLAY_SEMANTIC = {**_SEMANTIC_DECODERS, 4: _decimal_as_text}
+
+
+def _new_display_decoder() -> cbor2.CBORDecoder:
+    return cbor2.CBORDecoder(
+        _EMPTY,
+        tag_hook=_refuse_unknown_tag,
+        semantic_decoders=_DISPLAY_SEMANTIC,
+        max_depth=_CBOR_MAX_DEPTH,
+        allow_indefinite=False,
+        allow_duplicate_keys=False,
+        strict_hashable_types=True,
+    )
+
+
+def decode_display(data: bytes | bytearray | memoryview) -> object:
+    """Decode like ``decode(data, check=False)``, but every Decimal comes back as its exact text.
+
+    For tools that print records (``journal dump``): a dump prints Decimals as
+    strings anyway, and skipping the Decimal object halves the cost of a record
+    holding a few prices. Same tags, limits and refusals as :func:`decode`.
+    """
+    size = len(data) if type(data) is bytes else memoryview(data).nbytes
+    stream = io.BytesIO(data)
+    try:
+        decoder = _DISPLAY_DECODERS.pop()
+    except IndexError:
+        decoder = _new_display_decoder()
+    try:
+        decoder.fp = stream
+        value = decoder.decode()
+        end = stream.tell()
+    except Exception as exc:
+        raise DecodeError(_decode_failure(exc, size)) from exc
+    if size > 65536:
+        decoder.fp = _EMPTY
+    _DISPLAY_DECODERS.append(decoder)
+    if end != size:
+        raise DecodeError(f"cannot decode {size} bytes: {size - end} trailing bytes at offset {end}")
+    return value
 
 
 # -- warm-up -----------------------------------------------------------------

@@ -10,17 +10,13 @@ transaction, a crash between batches leaves a journal that verifies.
 
 from __future__ import annotations
 
-import struct
-
 import lmdb
 
 from ..errors import CorruptionError
-from .record import seq_key
+from .record import chain_of, key_seq, seq_key
 from .storage import Storage
 
 __all__ = ["delete_through"]
-
-_SEQ = struct.Struct(">Q")
 
 
 def delete_through(st: Storage, txn: lmdb.Transaction, start: int, end: int) -> tuple[int, int]:
@@ -28,13 +24,13 @@ def delete_through(st: Storage, txn: lmdb.Transaction, start: int, end: int) -> 
     value = txn.get(seq_key(end), db=st.dbs["log"])
     if value is None:
         raise CorruptionError(f"{st.path}: record {end} missing during compaction", end)
-    end_chain: int = struct.unpack_from(">Q", value, 8)[0]
+    end_chain = chain_of(value, end)
     cur = txn.cursor(db=st.dbs["log"])
     n = 0
     if cur.set_range(seq_key(start)):
         while True:
             key = cur.key()
-            if not key or _SEQ.unpack(key)[0] > end:
+            if not key or key_seq(key) > end:
                 break
             cur.delete()
             n += 1
@@ -42,9 +38,9 @@ def delete_through(st: Storage, txn: lmdb.Transaction, start: int, end: int) -> 
     if ops.first():  # keys: op id + seq; an old op's later records (seq > end) stay
         while True:
             key = ops.key()
-            if len(key) != 16 or _SEQ.unpack(key[:8])[0] > end:
+            if len(key) != 16 or key_seq(key[:8]) > end:
                 break
-            if _SEQ.unpack(key[8:])[0] <= end:
+            if key_seq(key[8:]) <= end:
                 ops.delete()
             elif not ops.next():
                 break

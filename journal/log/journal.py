@@ -1,30 +1,26 @@
-"""The write-ahead journal: durable intents, outcome markers, events, reads.
+"""The write-ahead journal a bot opens: durable intents, outcome markers, events, reads.
 
 See the package docstring for the lifecycle. This module holds :class:`Journal`
-(the object a bot opens) and :class:`Operation` (the handle of one two-phase
-operation).
+(opening, the write calls, the lifecycle, and the small public surface the
+state layer and the tools use) and :class:`Operation` (the handle of one
+two-phase operation). The write path itself (numbering, group commit, the
+flusher) is :mod:`journal.log.writer`; reading is :mod:`journal.log.reader`.
 
 Thread rules: any number of threads may call any method of one
-:class:`Journal` at once. Writes are group-committed: a thread that needs a
-durable write either becomes the *leader* and writes everything queued so far
-in one LMDB transaction, or finds that a leader already wrote its records.
-Read methods use short read transactions (a chunk of records at a time), so a
-slow consumer never pins old pages nor blocks a map resize.
+:class:`Journal` at once. Writes are group-committed (see
+:mod:`journal.log.writer`). Read methods use short read transactions.
 
-Process rules: one writer per journal directory (see :mod:`journal.storage`);
+Process rules: one writer per journal directory (see :mod:`journal.log.storage`);
 read-only opens from other processes are fine; never use a journal across
-``fork()`` (:class:`ForkError`).
+``fork()`` (:class:`~journal.errors.ForkError`).
 """
 
 from __future__ import annotations
 
-import enum
 import logging
 import os
-import struct
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -40,109 +36,22 @@ from ..errors import (
     UnknownOperationError,
 )
 from . import crashpoints
-from .clientid import make_client_id, new_journal_id, parse_client_id
-from .codec import decode, encode, warm_up
+from .clientid import CLIENT_ID_PREFIX, Incarnations, new_incarnation, new_journal_id, parse_client_id
+from .codec import encode, warm_up
 from .compaction import delete_through
-from .record import (
-    ABORT,
-    COMMIT,
-    EVENT,
-    HEADER,
-    INTENT,
-    KIND_CODES,
-    KIND_NAMES,
-    Record,
-    body,
-    frame,
-    genesis_chain,
-    seq_key,
-    unframe,
-)
-from .stats import WriteStats
+from .reader import Reader
+from .record import ABORT, COMMIT, EVENT, INTENT, RawChunk, RawRecord, Record, body, genesis_chain, ts_of
+from .settings import DEFAULT_SETTINGS, Durability, JournalSettings, settings_from
 from .storage import FORMAT_VERSION, Storage
+from .tables import Tables
 from .verify import VerifyReport, verify_range
+from .writer import Entry, LogPoint, Writer
 
-__all__ = ["DEFAULT_SETTINGS", "Durability", "Journal", "Operation", "VerifyReport"]
+__all__ = ["DEFAULT_SETTINGS", "Durability", "Journal", "LogPoint", "Operation", "VerifyReport"]
 
 log = logging.getLogger("journal.wal")
 
-_SEQ = struct.Struct(">Q")
-_MISSING = object()
 T = TypeVar("T")
-
-
-class Durability(enum.StrEnum):
-    """How much a crash may lose. Pick with ``Journal(path, durability=...)``.
-
-    ``FULL``
-        Every record (intent, commit, abort, event) is synced to disk before
-        the call returns. A process crash or a power loss loses nothing that a
-        call acknowledged. Costs a synced transaction per record (shared by
-        concurrent threads through group commit).
-
-    ``INTENT`` (the default)
-        Intents and events are synced before the call returns, so an order is
-        never sent without a durable intent. Commit and abort markers ride on
-        the next synced transaction: the next intent's, or a flush after at most
-        ``flush_interval_ms``. A process crash or power loss may lose the
-        markers of that last window; those operations come back *pending* and
-        startup reconciliation resolves them from the exchange, which is
-        correct, just slower. One synced transaction per operation.
-        ``Journal.flush()`` or ``commit(..., wait=True)`` makes a marker durable
-        at once.
-
-    ``PROCESS``
-        Nothing is synced on the write path (LMDB ``sync=False``); the file is
-        synced every ``flush_interval_ms`` in the background. A process crash
-        (``kill -9``) loses nothing acknowledged, since the page cache
-        survives. A power loss or kernel crash may lose recent records *and may
-        corrupt the environment*: use it for paper trading and backtests only.
-    """
-
-    FULL = "full"
-    INTENT = "intent"
-    PROCESS = "process"
-
-
-#: Settings accepted by :class:`Journal` as keyword arguments.
-DEFAULT_SETTINGS: dict[str, Any] = {
-    "durability": Durability.INTENT,
-    "readonly": False,
-    "map_size": 4 << 20,
-    "max_map_size": 1 << 40,
-    "flush_interval_ms": 5.0,
-    "verify_on_open": "tail",
-    "checkpoint_interval": 16384,
-}
-
-_VERIFY_MODES = ("tail", "full", "none")
-
-
-class _Entry:
-    __slots__ = ("kind", "body", "op", "type", "data", "source", "key", "value")
-
-    def __init__(self, kind: int, body_bytes: bytes, op: int | None, type_: str, data: Any, source: str) -> None:
-        self.kind = kind
-        self.body = body_bytes
-        self.op = op
-        self.type = type_
-        self.data = data
-        self.source = source
-        self.key = b""
-        self.value = b""
-
-
-class _Request:
-    __slots__ = ("entries", "done", "seqs", "error", "crash_point", "event", "waiting")
-
-    def __init__(self, entries: list[_Entry], crash_point: str | None) -> None:
-        self.entries = entries
-        self.event: threading.Event | None = None
-        self.waiting = False
-        self.done = False
-        self.seqs: list[int] = []
-        self.error: BaseException | None = None
-        self.crash_point = crash_point
 
 
 class Operation:
@@ -185,9 +94,14 @@ class Journal:
 
     ``Journal(path)`` opens (creating if missing) the journal for writing,
     taking the single-writer lock; ``Journal(path, readonly=True)`` opens it
-    for reading beside a running writer. Settings are keyword arguments, see
-    :data:`DEFAULT_SETTINGS` and :class:`Durability`. ``close()`` is idempotent
-    and the journal is a context manager.
+    for reading beside a running writer. Settings are a
+    :class:`~journal.log.settings.JournalSettings` (``settings=``) or its
+    fields as keyword arguments; an unknown one is a ``ValueError`` at once.
+    ``close()`` is idempotent and the journal is a context manager.
+
+    Every writer open draws a fresh *incarnation* (see :mod:`journal.log.clientid`),
+    recorded durably before anything is written, so no copy of a journal ever
+    issues a client id another copy may have sent.
 
     On open, the records written since the last checkpoint (at most
     ``checkpoint_interval`` of them) are verified against their checksums and
@@ -196,164 +110,184 @@ class Journal:
     everything, ``"none"`` nothing (the dump tool, which reports damage itself).
     """
 
-    def __init__(self, path: str | os.PathLike[str], **settings: Any) -> None:
-        unknown = set(settings) - set(DEFAULT_SETTINGS)
-        if unknown:
-            raise ValueError(f"unknown Journal setting(s) {sorted(unknown)}; known: {sorted(DEFAULT_SETTINGS)}")
-        cfg = {**DEFAULT_SETTINGS, **settings}
-        try:
-            self.durability = Durability(cfg["durability"])
-        except ValueError:
-            raise ValueError(
-                f"durability must be one of {[d.value for d in Durability]}, got {cfg['durability']!r}"
-            ) from None
-        if cfg["verify_on_open"] not in _VERIFY_MODES:
-            raise ValueError(f"verify_on_open must be one of {_VERIFY_MODES}, got {cfg['verify_on_open']!r}")
-        if not (0 < float(cfg["flush_interval_ms"]) <= 60_000):
-            raise ValueError(f"flush_interval_ms must be in (0, 60000], got {cfg['flush_interval_ms']!r}")
-        if int(cfg["map_size"]) < 64 * 1024 or int(cfg["max_map_size"]) < int(cfg["map_size"]):
-            raise ValueError("map_size must be >= 64 KiB and max_map_size >= map_size")
-        if int(cfg["checkpoint_interval"]) < 1:
-            raise ValueError("checkpoint_interval must be >= 1")
+    def __init__(
+        self, path: str | os.PathLike[str], settings: JournalSettings | Mapping[str, Any] | None = None, **kw: Any
+    ) -> None:
+        cfg = settings_from(JournalSettings, settings, owner="Journal", **kw)
+        #: The checked settings.
         self.settings = cfg
+        #: The journal directory.
         self.path = os.fspath(path)
-        self.readonly = bool(cfg["readonly"])
-        self._flush_s = float(cfg["flush_interval_ms"]) / 1000.0
-        self._checkpoint_interval = int(cfg["checkpoint_interval"])
+        #: What a crash may lose (see :class:`Durability`).
+        self.durability = Durability(cfg.durability)
+        #: Opened for reading only (no lock, no writes).
+        self.readonly = bool(cfg.readonly)
         self._closed = False
-        self.stats_data = WriteStats()
-        self._write_lock = threading.Lock()
-        self._tls = threading.local()
-        self._qlock = threading.Lock()
-        self._queue: list[_Request] = []
-        self._kick = threading.Event()
-        self._stop = threading.Event()
-        self._flusher: threading.Thread | None = None
-        self._last_ts = 0
-        self._broken: JournalError | None = None
-        self._marker_since: float | None = None  # when the oldest unwritten no-wait record was queued
-        self._flusher_idle = True  # the flusher sleeps until kicked (else it polls marker ages itself)
-        self._observers: list[Callable[[Record], None]] = []
-        self._write_hooks: list[Callable[[lmdb.Transaction], None]] = []
         warm_up()
         self._storage = Storage(
             self.path,
             readonly=self.readonly,
-            map_size=int(cfg["map_size"]),
-            max_map_size=int(cfg["max_map_size"]),
+            map_size=int(cfg.map_size),
+            max_map_size=int(cfg.max_map_size),
             sync=self.durability is not Durability.PROCESS,
         )
         try:
-            self._init_state(cfg["verify_on_open"])
+            self._open(cfg.verify_on_open)
         except BaseException:
             self._storage.close()
             raise
         log.info(
-            "opened journal %s (id %s, %s, seq %s..%s, %d pending)",
+            "opened journal %s (id %s%s, %s, seq %s..%s, %d pending)",
             self.path,
             self.journal_id,
+            f", incarnation {self.incarnation}" if self.incarnation else "",
             "read-only" if self.readonly else self.durability.value,
             self.first_seq,
             self.last_seq,
-            len(self._pending),
+            len(self.pending_ids()),
         )
 
     # -- opening -------------------------------------------------------------
 
-    def _init_state(self, verify_mode: str) -> None:
+    def _open(self, verify_mode: str) -> None:
         st = self._storage
         if not self.readonly:
-            with st.read() as txn:
-                empty_meta = txn.stat(st.dbs["meta"])["entries"] == 0
-                empty_log = txn.stat(st.dbs["log"])["entries"] == 0
-            if empty_meta:
-                if not empty_log:
-                    raise NotAJournalError(f"{self.path}: records without meta data: not a tradejournal journal")
-                jid = new_journal_id()
-
-                def init(txn: lmdb.Transaction) -> None:
-                    st.put_meta(txn, "format_version", FORMAT_VERSION)
-                    st.put_meta(txn, "journal_id", jid)
-                    st.put_meta(txn, "created_ns", time.time_ns())
-                    st.put_meta(txn, "lmdb_engine", ".".join(map(str, st.env.lib_version())))
-                    st.put_meta(txn, "chain_base", [0, genesis_chain(jid)])
-
-                st.write(init)
+            self._initialise_if_new()
         with st.read() as txn:
             meta = st.check_format(txn)
-            self.meta: dict[str, Any] = meta
-            self.journal_id: str = meta["journal_id"]
-            base_seq, base_chain = meta["chain_base"]
-            self._base_seq: int = base_seq
-            self._base_chain: int = base_chain
-            cur = txn.cursor(db=st.dbs["log"])
-            if cur.last():
-                last_seq = _SEQ.unpack(cur.key())[0]
-                self._chain = struct.unpack_from(">Q", cur.value(), 8)[0]
-            else:
-                last_seq, self._chain = base_seq, base_chain
-            self._next_seq = last_seq + 1
-            self._pending: dict[int, None] = {}
-            pdb = st.dbs.get("pending")
-            if pdb is not None:
-                for key in txn.cursor(db=pdb).iternext(values=False):
-                    self._pending[_SEQ.unpack(key)[0]] = None
-            entries = txn.stat(st.dbs["log"])["entries"]
-            first = self._first_seq_in(txn)
+        #: The meta data read at open (format, journal id, creation time, engine, ...).
+        self.meta: dict[str, Any] = meta
+        #: This journal's id: the part of every client id that names it.
+        self.journal_id: str = meta["journal_id"]
+        base_seq, base_chain = meta["chain_base"]
+        #: Sequence number and chain value just before the first record still in the log.
+        self._base = (int(base_seq), int(base_chain))
+        history = Incarnations(meta.get("incarnations") or [])
+        reader = Reader(st, self.path, self.journal_id, history, live=not self.readonly)
+        first, last, entries = reader.extent()  # one read transaction: a writer may be appending
+        last_seq, chain = last if last is not None else self._base
         if verify_mode != "none" and first is not None and entries != last_seq - first + 1:
             raise CorruptionError(
                 f"{self.path}: log holds {entries} records for seq {first}..{last_seq}: "
                 "records are missing; run `journal verify` to find the first gap",
-                self._find_gap(),
+                self._find_gap(reader),
             )
         if verify_mode != "none" and entries:
             if verify_mode == "full":
-                report = self.verify()
+                report = verify_range(st, self._base[0], self._base[1], check_anchor=False)
             else:
-                cp_seq, cp_chain = meta.get("checkpoint", [base_seq, base_chain])
-                if cp_seq < base_seq:
-                    cp_seq, cp_chain = base_seq, base_chain
-                report = self._verify_range(cp_seq, cp_chain, check_anchor=cp_seq > base_seq)
+                cp_seq, cp_chain = meta.get("checkpoint", list(self._base))
+                if cp_seq < self._base[0]:
+                    cp_seq, cp_chain = self._base
+                report = verify_range(st, cp_seq, cp_chain, check_anchor=cp_seq > self._base[0])
             if not report.ok:
                 raise CorruptionError(
                     f"{self.path}: damaged at seq {report.first_bad_seq}: {report.problem}; "
                     "run `journal verify` and restore from a backup or repair by hand",
                     report.first_bad_seq,
                 )
+        self._writer: Writer | None = None
+        if not self.readonly:
+            # A fresh incarnation for everything this writer numbers, durable before the first write.
+            incarnation = new_incarnation()
+            history = history.starting(last_seq + 1, incarnation)
+            entries_meta = history.entries()
+            st.write(lambda txn: st.put_meta(txn, "incarnations", entries_meta))
+            reader.set_history(history)
+            with st.read() as txn:
+                on_disk = [int.from_bytes(k, "big") for k in txn.cursor(db=st.dbs["pending"]).iternext(values=False)]
+            last_ts = ts_of(self._last_value(), last_seq) if last is not None else 0
+            self._writer = Writer(
+                st,
+                path=self.path,
+                durability=self.durability,
+                flush_interval_ms=float(self.settings.flush_interval_ms),
+                checkpoint_interval=int(self.settings.checkpoint_interval),
+                next_seq=last_seq + 1,
+                chain=chain,
+                pending=on_disk,
+                last_ts=last_ts,
+                client_id_of=reader.client_id,
+            )
+        #: Reads of the log.
+        self._reader = reader
 
-    def _first_seq_in(self, txn: lmdb.Transaction) -> int | None:
-        cur = txn.cursor(db=self._storage.dbs["log"])
-        return _SEQ.unpack(cur.key())[0] if cur.first() else None
+    def _initialise_if_new(self) -> None:
+        st = self._storage
+        with st.read() as txn:
+            empty_meta = txn.stat(st.dbs["meta"])["entries"] == 0
+            empty_log = txn.stat(st.dbs["log"])["entries"] == 0
+            version = st.get_meta(txn, "format_version")
+        if empty_meta:
+            if not empty_log:
+                raise NotAJournalError(f"{self.path}: records without meta data: not a tradejournal journal")
+            jid = new_journal_id()
 
-    def _find_gap(self) -> int | None:
-        expected = None
-        for seq in self._iter_keys():
-            if expected is not None and seq != expected:
-                return expected
-            expected = seq + 1
-        return None
+            def init(txn: lmdb.Transaction) -> None:
+                st.put_meta(txn, "format_version", FORMAT_VERSION)
+                st.put_meta(txn, "journal_id", jid)
+                st.put_meta(txn, "created_ns", time.time_ns())
+                st.put_meta(txn, "lmdb_engine", ".".join(map(str, st.env.lib_version())))
+                st.put_meta(txn, "chain_base", [0, genesis_chain(jid)])
 
-    def _iter_keys(self) -> Iterator[int]:
+            st.write(init)
+        elif version == 1:
+            # Format 1 -> 2: client ids gain the writer's incarnation. Old records keep their
+            # old ids (an empty history means "format 1" for every seq so far).
+            st.write(lambda txn: st.put_meta(txn, "format_version", FORMAT_VERSION))
+            log.warning("journal %s upgraded from format 1 to %d (client ids now carry an incarnation)",
+                        self.path, FORMAT_VERSION)  # fmt: skip
+
+    def _last_value(self) -> bytes:
         with self._storage.read() as txn:
-            for key in txn.cursor(db=self._storage.dbs["log"]).iternext(values=False):
-                yield _SEQ.unpack(key)[0]
+            cur = txn.cursor(db=self._storage.dbs["log"])
+            cur.last()
+            return bytes(cur.value())
+
+    @staticmethod
+    def _find_gap(reader: Reader) -> int | None:
+        expected = None
+        for raws in reader.scan_raw(0):
+            for raw in raws:
+                if expected is not None and raw.seq != expected:
+                    return expected
+                expected = raw.seq + 1
+        return None
 
     # -- properties ----------------------------------------------------------
 
     @property
     def last_seq(self) -> int:
         """The newest sequence number written (the base when the log is empty)."""
-        if self.readonly:
-            with self._storage.read() as txn:
-                cur = txn.cursor(db=self._storage.dbs["log"])
-                return _SEQ.unpack(cur.key())[0] if cur.last() else self._base_seq
-        return self._next_seq - 1
+        if self._writer is not None:
+            return self._writer.last_seq
+        last = self._reader.last_on_disk()
+        return last[0] if last is not None else self.base_seq
 
     @property
     def first_seq(self) -> int | None:
         """The oldest sequence number still in the log (None when empty)."""
-        with self._storage.read() as txn:
-            return self._first_seq_in(txn)
+        return self._reader.first_seq()
+
+    @property
+    def base_seq(self) -> int:
+        """The sequence number just before the first record still in the log (0 until compacted)."""
+        if self.readonly:
+            with self._storage.read() as txn:
+                base = self._storage.get_meta(txn, "chain_base")
+            if base is not None:
+                self._base = (int(base[0]), int(base[1]))
+        return self._base[0]
+
+    @property
+    def incarnation(self) -> str:
+        """This writer's incarnation (the newest one for a read-only journal)."""
+        return self._reader.incarnations.current
+
+    @property
+    def incarnations(self) -> Incarnations:
+        """Which incarnation wrote which sequence numbers."""
+        return self._reader.incarnations
 
     @property
     def closed(self) -> bool:
@@ -361,14 +295,58 @@ class Journal:
 
     def client_id(self, op_id: int) -> str:
         """The client order id of operation ``op_id`` in this journal."""
-        return make_client_id(self.journal_id, op_id)
+        return self._reader.client_id(op_id)
+
+    def client_ids(self) -> Callable[[int], str]:
+        """A fast ``op id -> client id`` function, for tools that format millions (same answers as :meth:`client_id`)."""
+        return self._reader.client_ids()
 
     def op_id_of(self, client_id: str) -> int | None:
-        """The op id encoded in ``client_id`` if this journal made it, else None."""
+        """The op id ``client_id`` names if this journal's own history sent it, else None.
+
+        An id with this journal's prefix but another incarnation at that seq was
+        sent by another copy of this journal (a backup restored over a lost disk,
+        a cloned template): it names no operation of this history.
+        """
         parsed = parse_client_id(client_id, self.journal_id)
-        return None if parsed is None else parsed[1]
+        if parsed is None or self.client_id(parsed.seq) != client_id:
+            return None
+        return parsed.seq
+
+    def resolve_op(self, op: int | str) -> int:
+        """An op id from an op id, its decimal text, or a client id of this journal.
+
+        Raises :class:`UnknownOperationError` (saying why) for a client id this
+        history did not send.
+        """
+        if isinstance(op, int) and not isinstance(op, bool):
+            return op
+        if isinstance(op, str):
+            if op.isdigit():
+                return int(op)
+            op_id = self.op_id_of(op)
+            if op_id is not None:
+                return op_id
+            parsed = parse_client_id(op, self.journal_id)
+            if parsed is not None:
+                raise UnknownOperationError(
+                    f"{self.path}: {op!r} carries this journal's prefix but incarnation "
+                    f"{parsed.incarnation or '(format 1)'!r}, while this history wrote seq {parsed.seq} as "
+                    f"{self.incarnations.at(parsed.seq) or '(format 1)'!r}: it was sent by another copy of this "
+                    "journal (a restored backup, a clone); reconciliation adopts such orders by their prefix"
+                )
+            raise UnknownOperationError(
+                f"{self.path}: {op!r} is neither an op id nor a client id of this journal "
+                f"(its client ids start with '{CLIENT_ID_PREFIX}{self.journal_id}')"
+            )
+        raise TypeError(f"op must be an int op id or a client id str, got {type(op).__name__}")
 
     # -- writing -------------------------------------------------------------
+
+    def _need_writer(self) -> Writer:
+        if self._writer is None:
+            raise ReadOnlyError(f"{self.path}: journal opened read-only; open it without readonly=True to write")
+        return self._writer
 
     def begin(self, type: str, data: Any = None) -> Operation:
         """Make an intent durable and return its :class:`Operation` handle.
@@ -385,16 +363,17 @@ class Journal:
 
         Either all of them are written or none is.
         """
+        writer = self._need_writer()
         pairs = list(items)
         if not pairs:
             return []
-        entries = [_Entry(INTENT, self._encode_body(t, d, None, "bot"), None, t, d, "bot") for t, d in pairs]
+        entries = [Entry(INTENT, self._encode_body(t, d, None, "bot"), None, t, "bot") for t, d in pairs]
         point = "batch_durable" if len(entries) > 1 else "intent_durable"
-        req = self._submit(entries, wait=True, crash_point=point)
-        ops = []
-        for (type_, data), seq in zip(pairs, req.seqs, strict=True):
-            ops.append(Operation(self, seq, make_client_id(self.journal_id, seq), type_, data))
-        return ops
+        req = writer.submit(entries, wait=True, crash_point=point)
+        return [
+            Operation(self, seq, self.client_id(seq), type_, data)
+            for (type_, data), seq in zip(pairs, req.seqs, strict=True)
+        ]
 
     def commit(self, op: Operation | int, result: Any = None, *, source: str = "bot", wait: bool | None = None) -> None:
         """Write the commit marker of ``op`` (a handle or an op id) with ``result``.
@@ -428,9 +407,10 @@ class Journal:
 
         ``op`` ties the event to an operation's timeline. Returns its sequence number.
         """
-        entries = [_Entry(EVENT, self._encode_body(type, data, op, source), op, type, data, source)]
-        req = self._submit(entries, wait=wait, crash_point="event_durable")
-        return req.seqs[0] if req.seqs else -1
+        writer = self._need_writer()
+        entries = [Entry(EVENT, self._encode_body(type, data, op, source), op, type, source)]
+        req = writer.submit(entries, wait=wait, crash_point="event_durable")
+        return req.seqs[0]
 
     @contextmanager
     def operation(
@@ -463,37 +443,10 @@ class Journal:
     def flush(self) -> None:
         """Make every marker written so far durable."""
         self._storage.check_usable()
-        if self.readonly:
-            return
-        # Always take the write lock: the flusher may hold a batch it took from
-        # the queue and be writing it right now; returning before that write
-        # is done would show a settled operation as pending.
-        self._locked_drain()
-        if self.durability is Durability.PROCESS:
-            self._storage.env.sync(True)
-
-    @contextmanager
-    def _exclusive(self) -> Iterator[None]:
-        """Hold the write lock (no transaction of the journal's may run meanwhile).
-
-        On release, the lead passes to the first thread waiting for a write.
-        """
-        self._write_lock.acquire()
-        try:
-            yield
-        finally:
-            self._write_lock.release()
-            self._hand_off()
-
-    def _locked_drain(self) -> None:
-        with self._exclusive():
-            self._drain()
-
-    # -- write internals -----------------------------------------------------
+        if self._writer is not None:
+            self._writer.flush()
 
     def _encode_body(self, type_: str, data: Any, op: int | None, source: str) -> bytes:
-        if self.readonly:
-            raise ReadOnlyError(f"{self.path}: journal opened read-only; open it without readonly=True to write")
         if not isinstance(type_, str) or not type_:
             raise ValueError(f"record type must be a non-empty str, got {type_!r}")
         if source not in ("bot", "recovery", "manual"):
@@ -506,6 +459,7 @@ class Journal:
             raise CodecError(f"{type_}: {msg}; nothing was written", path) from None
 
     def _settle(self, op: Operation | int, kind: int, data: Any, source: str, wait: bool | None) -> None:
+        writer = self._need_writer()
         if isinstance(op, Operation):
             if op.journal is not self:
                 raise OperationStateError(
@@ -513,23 +467,21 @@ class Journal:
                     f"not to this one at {self.path}; settle it through its own journal"
                 )
             op_id = op.op_id
+            type_ = op.type
         elif isinstance(op, int) and not isinstance(op, bool):
             op_id = op
+            type_ = self._reader.get(op_id).type if writer.is_pending(op_id) else "unknown"
         else:
             raise TypeError(f"op must be an Operation or an int op id, got {type(op).__name__}")
-        type_ = self._type_of(op, op_id)
-        entry = _Entry(kind, self._encode_body(type_, data, op_id, source), op_id, type_, data, source)
+        entry = Entry(kind, self._encode_body(type_, data, op_id, source), op_id, type_, source)
         if wait is None:
             wait = self.durability is not Durability.INTENT
-        self._submit([entry], wait=wait, crash_point="outcome_durable", settles=op_id)
+        try:
+            writer.submit([entry], wait=wait, crash_point="outcome_durable", settles=op_id)
+        except LookupError:
+            raise self._not_pending(op_id) from None
         if isinstance(op, Operation):
             op.status = "committed" if kind == COMMIT else "aborted"
-
-    def _type_of(self, op: Operation | int, op_id: int) -> str:
-        if isinstance(op, Operation):
-            return op.type
-        rec = self.get(op_id) if op_id in self._pending else None
-        return rec.type if rec is not None else "unknown"
 
     def _not_pending(self, op_id: int) -> JournalError:
         try:
@@ -545,119 +497,7 @@ class Journal:
             f"at seq {outcome.seq}; an operation is settled exactly once"
         )
 
-    def _submit(
-        self, entries: list[_Entry], *, wait: bool, crash_point: str | None, settles: int | None = None
-    ) -> _Request:
-        """Queue records: sequence numbers, chain and state are assigned here, in order.
-
-        Numbering at enqueue time (under ``_qlock``) fixes the order in which
-        records are applied to observers (the in-memory state) to be exactly
-        the log order, so replaying the log reproduces the live state.
-        """
-        self._storage.check_usable()
-        if self._broken is not None:
-            raise JournalError(
-                f"{self.path}: journal refuses writes after a failed write ({self._broken}); "
-                "close and reopen it (everything acknowledged before the failure is on disk)"
-            ) from self._broken
-        req = _Request(entries, crash_point)
-        with self._qlock:
-            settled = settles is None or self._pending.pop(settles, _MISSING) is not _MISSING
-            if settled:
-                seq, chain = self._next_seq, self._chain
-                ts = self._last_ts = max(time.time_ns(), self._last_ts)
-                for e in entries:
-                    e.key, e.value, chain = frame(seq, chain, ts, e.kind, e.body)
-                    req.seqs.append(seq)
-                    if e.kind == INTENT:
-                        self._pending[seq] = None
-                    seq += 1
-                self._next_seq, self._chain = seq, chain
-                self._queue.append(req)
-                if not wait and self._marker_since is None:
-                    self._marker_since = time.monotonic()
-                if self._observers:
-                    self._notify(req, ts)
-        if not settled:
-            assert settles is not None
-            raise self._not_pending(settles)
-        if not wait or self.durability is Durability.PROCESS:
-            # PROCESS mode: the flusher syncs the file a moment after writes.
-            self._start_flusher()
-            if self._flusher_idle or self.durability is Durability.PROCESS:
-                self._kick.set()
-        if not wait:
-            return req
-        t0 = time.perf_counter_ns()
-        self._wait_durable(req)
-        if req.error is not None:
-            raise req.error
-        self.stats_data.waited(time.perf_counter_ns() - t0)
-        return req
-
-    def _wait_durable(self, req: _Request) -> None:
-        """Group commit: wait until ``req`` is written, becoming the leader if none is.
-
-        The leader writes everything queued in one transaction; while its sync
-        runs, other threads queue more records. A thread whose records a leader
-        wrote is woken through its own event (no thundering herd); when the
-        leader is done it hands the lead to the first thread still waiting.
-        """
-        if self._lead(req):  # the common case: nobody is writing, no event needed
-            return
-        event = getattr(self._tls, "event", None)
-        if event is None:
-            event = self._tls.event = threading.Event()
-        event.clear()
-        req.event = event
-        req.waiting = True
-        while not req.done:
-            if self._lead(req):
-                return
-            req.event.wait(0.05)  # the timeout is a safety net, not the wake-up path
-            req.event.clear()
-
-    def _lead(self, req: _Request) -> bool:
-        """If no one is writing, write everything queued until ``req`` is done; False if someone is."""
-        if not self._write_lock.acquire(blocking=False):
-            return False
-        try:
-            while not req.done:
-                self._drain()
-        finally:
-            self._write_lock.release()
-        self._hand_off()
-        return True
-
-    def _hand_off(self) -> None:
-        if not self._queue:
-            return
-        with self._qlock:
-            nxt = next((r for r in self._queue if r.waiting), None)
-        if nxt is not None and nxt.event is not None:
-            nxt.event.set()
-
-    def _notify(self, req: _Request, ts: int) -> None:
-        for e, seq in zip(req.entries, req.seqs, strict=True):
-            op = seq if e.kind == INTENT else e.op
-            # Observers get the data decoded from the stored bytes, exactly what a replay
-            # will see -- never the caller's own objects, which it may mutate afterwards.
-            body = decode(e.body, check=False)
-            rec = Record(
-                seq=seq,
-                kind=KIND_NAMES[e.kind],
-                type=e.type,
-                ts_ns=ts,
-                data=body.get("d") if isinstance(body, dict) else None,
-                op=op,
-                client_id=make_client_id(self.journal_id, op) if op is not None else None,
-                source=e.source,
-            )
-            for observer in self._observers:
-                try:
-                    observer(rec)
-                except Exception:  # the record is queued: an observer bug must not fail the caller
-                    log.exception("observer failed on seq %d (%s %s)", seq, rec.kind, rec.type)
+    # -- the surface the state layer uses ------------------------------------
 
     def add_observer(self, observer: Callable[[Record], None]) -> None:
         """Call ``observer(record)`` for every record written from now on, in log order.
@@ -666,186 +506,48 @@ class Journal:
         the journal's queue lock held: it must be quick and must not write to
         the journal. A record that later fails to be written makes the journal
         refuse further writes, so an observer never sees a record that is then
-        renumbered.
+        renumbered. A read-only journal writes nothing, so its observers are
+        never called.
         """
-        self._observers.append(observer)
+        if self._writer is not None:
+            self._writer.add_observer(observer)
 
-    def _drain(self) -> None:
-        """Write everything queued in one transaction. Holds ``_write_lock``."""
-        with self._qlock:
-            batch, self._queue = self._queue, []
-            self._marker_since = None
-        if not batch:
-            return
-        if self._broken is not None:
-            for req in batch:
-                req.error, req.done = JournalError(f"{self.path}: journal refuses writes after a failed write"), True
-                if req.event is not None:
-                    req.event.set()
-            return
-        st = self._storage
-        entries = [e for req in batch for e in req.entries]
-        first_seq = batch[0].seqs[0]
-        last_seq = batch[-1].seqs[-1]
-        crossed = (last_seq // self._checkpoint_interval) > ((first_seq - 1) // self._checkpoint_interval)
-        last_chain = struct.unpack_from(">Q", entries[-1].value, 8)[0]
-        log_db, pending_db, ops_db = st.dbs["log"], st.dbs["pending"], st.dbs["ops"]
-        half = len(entries) // 2 if any(r.crash_point == "batch_durable" for r in batch) else -1
+    def capture(self, fn: Callable[[LogPoint], T], *, durable: bool = False) -> T:
+        """Run ``fn(point)`` at one consistent point of the log, and return what it returns.
 
-        def write(txn: lmdb.Transaction) -> None:
-            for i, e in enumerate(entries):
-                if i == half:
-                    crashpoints.reached("batch_partial")
-                key = e.key
-                if not txn.put(key, e.value, db=log_db, append=True):
-                    raise CorruptionError(
-                        f"{self.path}: seq {_SEQ.unpack(key)[0]} is not after the last record; "
-                        "another writer touched the log",
-                        _SEQ.unpack(key)[0],
-                    )
-                if e.kind == INTENT:  # its own timeline entry is implied: the intent sits at seq == op
-                    txn.put(key, b"", db=pending_db)
-                elif e.op is not None:
-                    opkey = _SEQ.pack(e.op)
-                    if e.kind != EVENT:
-                        txn.delete(opkey, db=pending_db)
-                    txn.put(opkey + key, b"", db=ops_db)
-            if crossed:
-                st.put_meta(txn, "checkpoint", [last_seq, last_chain])
-            for hook in self._write_hooks:
-                hook(txn)
-
-        t0 = time.perf_counter_ns()
-        try:
-            st.write(write)
-        except BaseException as exc:
-            err = (
-                exc
-                if isinstance(exc, JournalError)
-                else JournalError(f"{self.path}: write of seq {first_seq}..{last_seq} failed: {exc}")
-            )
-            if err is not exc:
-                err.__cause__ = exc
-            self._broken = err
-            log.error("journal write of seq %d..%d failed, nothing of it was written: %s", first_seq, last_seq, err)
-            for req in batch:
-                req.error = err
-                req.done = True
-                if req.event is not None:
-                    req.event.set()
-            return
-        txn_ns = time.perf_counter_ns() - t0
-        for req in batch:
-            req.done = True
-            if req.event is not None:
-                req.event.set()
-        kinds = {"intent": 0, "commit": 0, "abort": 0, "event": 0}
-        nbytes = 0
-        for e in entries:
-            kinds[KIND_NAMES[e.kind]] += 1
-            nbytes += len(e.value)
-        self.stats_data.wrote({k: v for k, v in kinds.items() if v}, nbytes, txn_ns)
-        if log.isEnabledFor(logging.DEBUG):
-            for e in entries:
-                seq = _SEQ.unpack(e.key)[0]
-                log.debug(
-                    "wrote seq=%d kind=%s op=%s (%d records in txn, %.0f us)",
-                    seq,
-                    KIND_NAMES[e.kind],
-                    seq if e.kind == INTENT else e.op,
-                    len(entries),
-                    txn_ns / 1000,
-                )
-        points = {r.crash_point for r in batch if r.crash_point}
-        for point in sorted(points):
-            crashpoints.reached(point)
-
-    def _start_flusher(self) -> None:
-        if self._flusher is not None:
-            return
-        with self._qlock:
-            if self._flusher is not None:
-                return
-            self._flusher = threading.Thread(target=self._flush_loop, name=f"journal-flush:{self.path}", daemon=True)
-            self._flusher.start()
-
-    def _flush_loop(self) -> None:
-        """Write markers that waited ``flush_interval_ms`` without a transaction to ride on.
-
-        A marker is flushed by age, not by a periodic tick: in a bot that keeps
-        placing orders every marker rides on the next intent's transaction and
-        this thread never writes (a tick would cost an extra fsync now and then,
-        and the next intent would wait for it).
+        For a writer, numbering is paused while ``fn`` runs, so what ``fn``
+        reads of state kept by an observer is exactly the state at
+        ``point.seq``; with ``durable=True`` it runs only once every numbered
+        record is on disk. For a read-only journal, ``point`` (last record,
+        chain, pending operations) comes from a single read transaction.
         """
-        while not self._stop.is_set():
-            self._flusher_idle = True
-            if self._marker_since is None or self.durability is Durability.PROCESS:
-                self._kick.wait()
-            self._flusher_idle = False
-            if self._stop.is_set():
-                return
-            self._kick.clear()
-            try:
-                if self.durability is Durability.PROCESS:
-                    if self._stop.wait(self._flush_s):
-                        return
-                    with self._exclusive():
-                        if not self._closed:
-                            self._drain()
-                            self._storage.env.sync(True)
-                    continue
-                # Busy: poll the oldest marker's age without being woken per commit (a wake-up
-                # per operation costs more than the write); idle for a second: sleep until kicked.
-                quiet_since = time.monotonic()
-                while time.monotonic() - quiet_since < 1.0:
-                    since = self._marker_since
-                    if since is None:
-                        if self._stop.wait(self._flush_s):
-                            return
-                        continue
-                    quiet_since = time.monotonic()
-                    remaining = since + self._flush_s - quiet_since
-                    if remaining > 0:
-                        if self._stop.wait(remaining):
-                            return
-                        continue
-                    with self._exclusive():
-                        if not self._closed:
-                            self._drain()
-            except Exception:  # never let the flusher die; the next write retries
-                log.exception("background flush of %s failed", self.path)
-
-    # -- hooks for the state layer (journal.store) ----------------------------
-
-    def _capture(self, fn: Callable[[int, int], T]) -> T:
-        """Run ``fn(last_seq, chain_at_last_seq)`` with numbering paused (queue lock held).
-
-        Nothing is numbered or applied to observers while ``fn`` runs, so what it
-        reads of the in-memory state is exactly the state at ``last_seq``.
-        """
-        with self._qlock:
-            return fn(self._next_seq - 1, self._chain)
-
-    def _capture_quiet(self, fn: Callable[[int, int], T]) -> T:
-        """Like :meth:`_capture`, but only once every numbered record is on disk."""
-        while True:
-            self.flush()
-            with self._qlock:
-                if not self._queue:
-                    return fn(self._next_seq - 1, self._chain)
-
-    def _write_after_drain(self, fn: Callable[[lmdb.Transaction], T]) -> T:
-        """Write everything queued, then run ``fn`` in its own transaction.
-
-        Used by snapshots: every record a snapshot covers is durable no later
-        than the snapshot itself.
-        """
+        if self._writer is not None:
+            return self._writer.capture(fn, durable=durable)
         self._storage.check_usable()
-        with self._exclusive():
-            self._drain()
-            if self._broken is not None:
-                raise JournalError(f"{self.path}: journal refuses writes after a failed write") from self._broken
-            return self._storage.write(fn)
+        return fn(self._reader.point((self.base_seq, self._base[1])))
+
+    @contextmanager
+    def read_tables(self) -> Iterator[Tables]:
+        """A read transaction on the state layer's tables (see :mod:`journal.log.tables`)."""
+        with self._storage.read() as txn:
+            yield Tables(txn, self._storage, write=False)
+
+    def write_tables(self, fn: Callable[[Tables], T]) -> T:
+        """Write every queued record, then run ``fn(tables)`` in its own write transaction.
+
+        Whatever ``fn`` writes is durable no earlier than every record numbered
+        before the call (a snapshot never covers a record that is not on disk).
+        ``fn`` may run more than once (after a map resize): it must only write
+        through ``tables``.
+        """
+        writer = self._need_writer()
+        return writer.write_after_drain(lambda txn: fn(Tables(txn, self._storage, write=True)))
+
+    def clock_steps(self) -> list[tuple[int, int]]:
+        """``(first seq, ns)`` of each backward step of the wall clock the writer met (record times dip there)."""
+        with self._storage.read() as txn:
+            steps = self._storage.get_meta(txn, "clock_steps") or []
+        return [(int(s), int(n)) for s, n in steps]
 
     def compact_log(self, through_seq: int, *, batch: int = 10_000) -> int:
         """Delete the records with ``seq <= through_seq``; returns how many were deleted.
@@ -854,13 +556,14 @@ class Journal:
         ``through_seq``: its chain value becomes the new base in ``meta``, in the
         same transaction as each batch of deletions, so a crash midway leaves a
         journal that verifies. Usually called through
-        :meth:`journal.store.StateStore.compact`, which picks a safe point.
+        :meth:`journal.state.StateStore.compact`, which picks a safe point.
         """
         self._storage.check_usable()
-        if self.readonly:
+        if self._writer is None:
             raise ReadOnlyError(f"{self.path}: journal opened read-only; compaction needs the writer")
-        self.flush()  # only what is on disk can be compacted
-        pending = self.pending_ids()
+        writer = self._writer
+        writer.flush()  # only what is on disk can be compacted
+        pending = writer.pending_ids()
         if pending and pending[0] <= through_seq:
             raise JournalError(
                 f"{self.path}: cannot compact through seq {through_seq}: operation {pending[0]} is still pending"
@@ -868,13 +571,12 @@ class Journal:
         through_seq = min(through_seq, self.last_seq)
         st = self._storage
         deleted = 0
-        while self._base_seq < through_seq:
-            end = min(self._base_seq + batch, through_seq)
-
-            start = self._base_seq + 1
-            with self._exclusive():
+        while self._base[0] < through_seq:
+            start = self._base[0] + 1
+            end = min(self._base[0] + batch, through_seq)
+            with writer.exclusive():
                 n, chain = st.write(lambda txn: delete_through(st, txn, start, end))  # noqa: B023 (runs now)
-            self._base_seq, self._base_chain = end, chain
+            self._base = (end, chain)
             deleted += n
             crashpoints.reached("compaction_batch")
         log.info("compacted %s through seq %d (%d records deleted)", self.path, through_seq, deleted)
@@ -884,11 +586,7 @@ class Journal:
 
     def get(self, seq: int) -> Record:
         """The record at ``seq`` (checksum verified); UnknownOperationError if absent."""
-        with self._storage.read() as txn:
-            value = txn.get(seq_key(seq), db=self._storage.dbs["log"])
-            if value is None:
-                raise UnknownOperationError(f"{self.path}: no record at seq {seq} (compacted, or never written)")
-            return unframe(seq_key(seq), value, self.journal_id)
+        return self._reader.get(seq)
 
     def records(
         self,
@@ -906,116 +604,47 @@ class Journal:
         Reads ``chunk`` records per short read transaction, so iterating a huge
         journal uses bounded memory and never pins the writer's old pages.
         """
-        if start is not None and stop is not None and start > stop:
-            raise ValueError(f"start ({start}) is after stop ({stop})")
-        kind_codes = None
-        if kinds is not None:
-            bad = [k for k in kinds if k not in KIND_CODES]
-            if bad:
-                raise ValueError(f"unknown kind(s) {bad}; known: {sorted(KIND_CODES)}")
-            kind_codes = frozenset(KIND_CODES[k] for k in kinds)
-        type_set = frozenset(types) if types is not None else None
         self.flush()
-        if op is not None:
-            for rec in self.timeline(op):
-                if (start is None or rec.seq >= start) and (stop is None or rec.seq <= stop):
-                    if _matches(rec, kind_codes, type_set, source):
-                        yield rec
-            return
-        pos = start if start is not None else 0
-        first_chunk = True
-        while True:
-            out: list[Record] = []
-            done = True
-            with self._storage.read() as txn:
-                cur = txn.cursor(db=self._storage.dbs["log"])
-                if cur.set_range(seq_key(pos)):
-                    n = 0
-                    if not first_chunk and _SEQ.unpack(cur.key())[0] != pos:
-                        # the next record vanished between two chunks: compacted while we read
-                        raise JournalError(
-                            f"{self.path}: records from seq {pos} were compacted while being read; read again"
-                        )
-                    for key, value in cur:
-                        seq = _SEQ.unpack(key)[0]
-                        if stop is not None and seq > stop:
-                            break
-                        pos = seq + 1
-                        n += 1
-                        if kind_codes is None or value[24] in kind_codes:
-                            rec = unframe(key, value, self.journal_id)
-                            if _matches(rec, None, type_set, source):
-                                out.append(rec)
-                        if n >= chunk:
-                            done = False
-                            break
-            yield from out
-            first_chunk = False
-            if done:
-                return
+        return self._reader.records(start, stop, kinds=kinds, types=types, op=op, source=source, chunk=chunk)
+
+    def scan_raw(self, start: int = 0, stop: int | None = None, *, chunk: int = 4096) -> Iterator[RawChunk]:
+        """The stored bytes of the records ``start..stop``, a :class:`RawChunk` per read transaction (for tools).
+
+        Checksums are not checked here: check each with
+        :func:`journal.log.record.check` (a damaged record must be reported,
+        never skipped). The first chunk may be empty; it still names the LMDB
+        transaction read (``txnid``), which a follower compares with
+        :meth:`last_txnid`.
+        """
+        self._storage.check_usable()
+        return self._reader.scan_raw(start, stop, chunk=chunk)
 
     def pending(self) -> list[Record]:
         """The intents of operations without an outcome, oldest first. O(pending)."""
         self.flush()
-        st = self._storage
-        out = []
-        with st.read() as txn:
-            pdb = st.dbs.get("pending")
-            if pdb is None:
-                return []
-            for key in txn.cursor(db=pdb).iternext(values=False):
-                value = txn.get(key, db=st.dbs["log"])
-                if value is None:
-                    raise CorruptionError(
-                        f"{self.path}: pending index names seq {_SEQ.unpack(key)[0]} but the log has no such "
-                        "record; run `journal verify`",
-                        _SEQ.unpack(key)[0],
-                    )
-                out.append(unframe(key, value, self.journal_id))
-        return out
+        return self._reader.pending()
 
     def pending_ids(self) -> list[int]:
-        """Op ids of pending operations, as this writer knows them (no disk access)."""
-        with self._qlock:
-            return sorted(self._pending)
+        """Op ids of pending operations: as this writer knows them (no disk access), or on disk."""
+        if self._writer is not None:
+            return self._writer.pending_ids()
+        return self._reader.pending_on_disk()
 
     def timeline(self, op: int | str) -> list[Record]:
         """Every record of one operation (by op id or client id), in order."""
-        op_id = self._resolve_op(op)
+        op_id = self.resolve_op(op)
         self.flush()
-        st = self._storage
-        out = []
-        prefix = _SEQ.pack(op_id)
-        with st.read() as txn:
-            intent = txn.get(prefix, db=st.dbs["log"])
-            if intent is not None and len(intent) > HEADER.size and intent[24] == INTENT:
-                out.append(unframe(prefix, intent, self.journal_id))
-            cur = txn.cursor(db=st.dbs["ops"])
-            if cur.set_range(prefix):
-                for key in cur.iternext(values=False):
-                    if key[:8] != prefix:
-                        break
-                    value = txn.get(key[8:], db=st.dbs["log"])
-                    if value is not None:
-                        out.append(unframe(key[8:], value, self.journal_id))
-        if not out:
-            raise UnknownOperationError(f"{self.path}: no operation {op} in this journal (or it was compacted)")
-        return out
+        return self._reader.timeline(op_id, shown_as=op)
 
-    def _resolve_op(self, op: int | str) -> int:
-        if isinstance(op, int) and not isinstance(op, bool):
-            return op
-        if isinstance(op, str):
-            if op.isdigit():
-                return int(op)
-            op_id = self.op_id_of(op)
-            if op_id is None:
-                raise UnknownOperationError(
-                    f"{self.path}: {op!r} is neither an op id nor a client id of this journal "
-                    f"(its client ids start with 'tj{self.journal_id}')"
-                )
-            return op_id
-        raise TypeError(f"op must be an int op id or a client id str, got {type(op).__name__}")
+    def timeline_raw(self, op: int | str) -> list[RawRecord]:
+        """The stored bytes of one operation's records (for tools), from one read transaction."""
+        op_id = self.resolve_op(op)
+        self.flush()
+        return self._reader.timeline_raw(op_id)
+
+    def get_raw(self, seqs: Sequence[int]) -> RawChunk:
+        """The stored bytes of the records ``seqs`` that exist (for tools), from one read transaction."""
+        return self._reader.get_raw(seqs)
 
     def verify(self) -> VerifyReport:
         """Check every record's checksum and the whole hash chain.
@@ -1024,31 +653,48 @@ class Journal:
         sequence number. Never raises for damage.
         """
         self.flush()
-        return self._verify_range(self._base_seq, self._base_chain, check_anchor=False)
+        base = self.base_seq
+        return verify_range(self._storage, base, self._base[1], check_anchor=False)
 
-    def _verify_range(self, after_seq: int, chain: int | None, *, check_anchor: bool) -> VerifyReport:
-        return verify_range(self._storage, after_seq, chain, check_anchor=check_anchor)
+    def last_txnid(self) -> int:
+        """The id of the newest committed LMDB transaction (moves whenever anything is written)."""
+        return self._storage.last_txnid()
 
     def stats(self) -> dict[str, Any]:
-        """Counters and latency percentiles (append as seen by callers, sync per transaction)."""
-        out = self.stats_data.snapshot()
-        with self._storage.read() as txn:
-            entries = txn.stat(self._storage.dbs["log"])["entries"]
+        """Counters and latency percentiles (append as seen by callers, sync per transaction), and sizes."""
+        out: dict[str, Any] = self._writer.stats.snapshot() if self._writer is not None else {}
         info = self._storage.env.info()
+        env_stat = self._storage.env.stat()
         out.update(
             {
                 "path": self.path,
                 "journal_id": self.journal_id,
-                "durability": self.durability.value,
-                "records": entries,
+                "incarnation": self.incarnation,
+                "durability": self.durability.value if not self.readonly else "read-only",
+                "records": self._reader.count(),
                 "first_seq": self.first_seq,
                 "last_seq": self.last_seq,
-                "pending": len(self._pending) if not self.readonly else len(self.pending()),
+                "pending": len(self.pending_ids()),
                 "map_size": info["map_size"],
+                "used_bytes": (info["last_pgno"] + 1) * env_stat["psize"],
+                "last_txnid": info["last_txnid"],
+                "page_size": env_stat["psize"],
+                "tree_depth": env_stat["depth"],
                 "file_bytes": _file_size(os.path.join(self.path, "data.mdb")),
             }
         )
         return out
+
+    def backup(self, dest: str | os.PathLike[str], *, compact: bool = True) -> str:
+        """A consistent copy of the journal into the new directory ``dest`` (safe while writing).
+
+        The copy is a journal of its own: opening it for writing draws a new
+        incarnation, so it never re-sends a client id this one sent.
+        """
+        self.flush()
+        target = os.fspath(dest)
+        self._storage.copy(target, compact=compact)
+        return target
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -1057,17 +703,19 @@ class Journal:
         if self._closed:
             return
         try:
-            if not self.readonly and not self._storage._forked and os.getpid() == self._storage._pid:
-                self._locked_drain()
-                if self.durability is Durability.PROCESS:
-                    self._storage.env.sync(True)
+            if self._writer is not None:
+                try:
+                    self._storage.check_usable()
+                    usable = True
+                except JournalError:
+                    usable = False  # a forked child: never touch the parent's environment
+                self._writer.close(write_queued=usable)
         finally:
             self._closed = True
-            self._stop.set()
-            self._kick.set()
-            if self._flusher is not None and self._flusher is not threading.current_thread():
-                self._flusher.join(timeout=5)
-            with self._write_lock:
+            if self._writer is not None:
+                with self._writer.closing():
+                    self._storage.close()
+            else:
                 self._storage.close()
             log.info("closed journal %s", self.path)
 
@@ -1080,14 +728,6 @@ class Journal:
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("read-only" if self.readonly else self.durability.value)
         return f"<Journal {self.path} id={self.journal_id} {state}>"
-
-
-def _matches(rec: Record, kinds: frozenset[int] | None, types: frozenset[str] | None, source: str | None) -> bool:
-    if kinds is not None and KIND_CODES[rec.kind] not in kinds:
-        return False
-    if types is not None and rec.type not in types:
-        return False
-    return source is None or rec.source == source
 
 
 def type_name(exc: BaseException) -> str:

@@ -47,9 +47,12 @@ from .codec import decode, encode
 
 __all__ = ["DATABASES", "FORMAT_VERSION", "LMDB_ENGINE", "LOCK_FILE", "Storage"]
 
-#: On-disk format version written into ``meta``; a journal of another
-#: version is refused (older: it needs migrating; newer: upgrade tradejournal).
-FORMAT_VERSION = 1
+#: On-disk format version written into ``meta``. Version 2 added writer
+#: incarnations to client ids; a version-1 journal is read as is and upgraded
+#: when a writer opens it. A newer version is refused (upgrade tradejournal).
+FORMAT_VERSION = 2
+#: Older format versions this code reads (and upgrades on a writer open).
+READABLE_FORMATS = (1, 2)
 #: LMDB engine passed explicitly: py-lmdb 3 bundles 0.9 and 1.0, whose files
 #: are mutually unreadable; 0.9 is what every LMDB tool reads.
 LMDB_ENGINE = 0
@@ -312,7 +315,7 @@ class Storage:
         version = self.get_meta(txn, "format_version")
         if version is None:
             raise NotAJournalError(f"{self.path}: no format version in meta: not a tradejournal journal")
-        if version != FORMAT_VERSION:
+        if version not in READABLE_FORMATS:
             if isinstance(version, int) and version > FORMAT_VERSION:
                 hint = "it was written by a newer tradejournal: upgrade tradejournal to read it"
             else:

@@ -19,6 +19,7 @@ then lets the process end the way it would have without them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -26,26 +27,46 @@ import shutil
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from types import FrameType
 from typing import Any
 
+from ..log import settings_from
 from .store import StateStore
 
-__all__ = ["DEFAULT_AUTOSAVE_SETTINGS", "AutoSaver", "emergency_backup", "install_signal_handlers"]
+__all__ = ["DEFAULT_AUTOSAVE_SETTINGS", "AutoSaveSettings", "AutoSaver", "emergency_backup", "install_signal_handlers"]
 
 log = logging.getLogger("journal.autosave")
 
-DEFAULT_AUTOSAVE_SETTINGS: dict[str, Any] = {
-    "interval_s": 30.0,
-    "tail_records": 10_000,
-    "validate": True,
-    "compact_every": 10,
-    "backups_dir": None,  # default: <journal>.backups beside the journal directory
-    "keep_backups": 5,
-    "max_backoff_s": 300.0,
-}
+
+@dataclasses.dataclass(frozen=True)
+class AutoSaveSettings:
+    """Settings of an :class:`AutoSaver` (checked when built)."""
+
+    #: A snapshot at least this often when anything changed, seconds.
+    interval_s: float = 30.0
+    #: ... and as soon as this many records arrived since the last one.
+    tail_records: int = 10_000
+    #: Check the state's invariants after each save (a violation counts as a failure).
+    validate: bool = True
+    #: Compact after every this many snapshots (0: never).
+    compact_every: int = 10
+    #: Where emergency backups go (None: ``<journal>.backups`` beside the journal directory).
+    backups_dir: str | None = None
+    #: Emergency backups kept.
+    keep_backups: int = 5
+    #: The longest wait between retries after failures, seconds.
+    max_backoff_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        if float(self.interval_s) <= 0 or int(self.tail_records) < 1:
+            raise ValueError("interval_s must be > 0 and tail_records >= 1")
+        if int(self.compact_every) < 0 or int(self.keep_backups) < 0 or float(self.max_backoff_s) <= 0:
+            raise ValueError("compact_every and keep_backups must be >= 0, max_backoff_s > 0")
+
+
+DEFAULT_AUTOSAVE_SETTINGS: Mapping[str, Any] = {f.name: f.default for f in dataclasses.fields(AutoSaveSettings)}
 
 
 def _json_default(value: Any) -> Any:
@@ -72,7 +93,7 @@ def emergency_backup(store: StateStore, backups_dir: str, reason: str, keep: int
         n += 1
         dest = os.path.join(backups_dir, f"{stamp}-seq{view.seq}-{n}")
     os.makedirs(dest, mode=0o700)
-    store.journal._storage.copy(os.path.join(dest, "journal"), compact=True)
+    store.journal.backup(os.path.join(dest, "journal"), compact=True)
     fd = os.open(os.path.join(dest, "state.json"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump({"seq": view.seq, "state": view.as_dict()}, f, default=_json_default, indent=1, sort_keys=True)
@@ -89,18 +110,13 @@ def emergency_backup(store: StateStore, backups_dir: str, reason: str, keep: int
 class AutoSaver:
     """Background snapshots for a :class:`StateStore`; never raises into the bot."""
 
-    def __init__(self, store: StateStore, **settings: Any) -> None:
-        unknown = set(settings) - set(DEFAULT_AUTOSAVE_SETTINGS)
-        if unknown:
-            raise ValueError(
-                f"unknown AutoSaver setting(s) {sorted(unknown)}; known: {sorted(DEFAULT_AUTOSAVE_SETTINGS)}"
-            )
-        cfg = {**DEFAULT_AUTOSAVE_SETTINGS, **settings}
-        if float(cfg["interval_s"]) <= 0 or int(cfg["tail_records"]) < 1:
-            raise ValueError("interval_s must be > 0 and tail_records >= 1")
+    def __init__(
+        self, store: StateStore, settings: AutoSaveSettings | Mapping[str, Any] | None = None, **kw: Any
+    ) -> None:
+        cfg = settings_from(AutoSaveSettings, settings, **kw)
         self.settings = cfg
         self.store = store
-        self.backups_dir = cfg["backups_dir"] or store.journal.path.rstrip("/") + ".backups"
+        self.backups_dir = cfg.backups_dir or store.journal.path.rstrip("/") + ".backups"
         self.saves = 0
         self.failures = 0
         self.consecutive_failures = 0
@@ -129,11 +145,11 @@ class AutoSaver:
         try:
             if self.store.save() is not None:
                 self.saves += 1
-            if self.settings["validate"]:
+            if self.settings.validate:
                 violations = self.store.validate()
                 if violations:
                     raise RuntimeError(f"state validation failed: {violations[0]} (+{len(violations) - 1} more)")
-            if self.settings["compact_every"] and self.saves and self.saves % int(self.settings["compact_every"]) == 0:
+            if self.settings.compact_every and self.saves and self.saves % int(self.settings.compact_every) == 0:
                 self.store.compact()
             self.consecutive_failures = 0
             return True
@@ -149,24 +165,22 @@ class AutoSaver:
 
     def _backup(self, reason: str) -> None:
         try:
-            self.last_backup = emergency_backup(
-                self.store, self.backups_dir, reason, int(self.settings["keep_backups"])
-            )
+            self.last_backup = emergency_backup(self.store, self.backups_dir, reason, int(self.settings.keep_backups))
             self.backups += 1
         except Exception:
             log.exception("emergency backup of %s failed too", self.store.journal.path)
 
     def _due(self, last_save: float) -> bool:
         store = self.store
-        if store.records_since_save >= int(self.settings["tail_records"]):
+        if store.records_since_save >= int(self.settings.tail_records):
             return True
-        return store.records_since_save > 0 and time.monotonic() - last_save >= float(self.settings["interval_s"])
+        return store.records_since_save > 0 and time.monotonic() - last_save >= float(self.settings.interval_s)
 
     def _run(self) -> None:
         last = time.monotonic()
-        interval = float(self.settings["interval_s"])
+        interval = float(self.settings.interval_s)
         while not self._stop.is_set():
-            backoff = min(float(self.settings["max_backoff_s"]), interval * (2 ** min(self.consecutive_failures, 10)))
+            backoff = min(float(self.settings.max_backoff_s), interval * (2 ** min(self.consecutive_failures, 10)))
             wait = backoff if self.consecutive_failures else min(interval, 1.0)
             self._wake.wait(wait)
             self._wake.clear()

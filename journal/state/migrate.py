@@ -78,7 +78,8 @@ class Migrations:
 
         return deco
 
-    def _check(self, version: int, what: str) -> None:
+    def check(self, version: int, what: str) -> None:
+        """Raise :class:`SchemaVersionError` unless data of ``version`` can be migrated to the current one."""
         if version > self.current:
             raise SchemaVersionError(
                 f"{what} was written by state schema version {version}; this code reads up to version "
@@ -89,7 +90,7 @@ class Migrations:
                 raise SchemaVersionError(f"{what} has schema version {version} and no migration from {v} to {v + 1}")
 
     def upgrade_sections(self, sections: dict[str, dict[str, Any]], version: int, what: str) -> dict:
-        self._check(version, what)
+        self.check(version, what)
         for v in range(version, self.current):
             fn = self._sections.get(v)
             if fn is not None:
@@ -99,7 +100,7 @@ class Migrations:
     def upgrade_record(self, record: Record, version: int) -> Record:
         if version == self.current:
             return record
-        self._check(version, f"record at seq {record.seq}")
+        self.check(version, f"record at seq {record.seq}")
         for v in range(version, self.current):
             fn = self._records.get(v)
             if fn is not None:

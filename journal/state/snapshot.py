@@ -37,10 +37,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import lmdb
 import xxhash
 
 from ..errors import CorruptionError, DecodeError
+from ..log import Tables
 from ..log.codec import decode, encode
 
 __all__ = [
@@ -154,19 +154,17 @@ def build(
     return manifest, chunks
 
 
-def write(
-    txn: lmdb.Transaction, dbs: Mapping[str, Any], manifest: dict[str, Any], chunks: Mapping[bytes, bytes]
-) -> tuple[int, int]:
+def write(tables: Tables, manifest: dict[str, Any], chunks: Mapping[bytes, bytes]) -> tuple[int, int]:
     """Store a manifest and its new chunks; returns (chunks written, bytes written)."""
     n = nbytes = 0
     for d, blob in chunks.items():
-        if txn.get(d, db=dbs["chunks"]) is None:
-            txn.put(d, blob, db=dbs["chunks"])
+        if tables.get("chunks", d) is None:
+            tables.put("chunks", d, blob)
             n += 1
             nbytes += len(blob)
     key = _SEQ.pack(manifest["seq"])
     body = encode(manifest)
-    txn.put(key, _SEQ.pack(xxhash.xxh3_64_intdigest(key + body)) + body, db=dbs["snapshots"])
+    tables.put("snapshots", key, _SEQ.pack(xxhash.xxh3_64_intdigest(key + body)) + body)
     return n, nbytes + len(body)
 
 
@@ -176,46 +174,32 @@ def _all_digests(manifest: Mapping[str, Any]) -> Iterator[bytes]:
         yield from sec.get("deltas", ())
 
 
-def delete_old(txn: lmdb.Transaction, dbs: Mapping[str, Any], keep: int) -> int:
+def delete_old(tables: Tables, keep: int) -> int:
     """Keep the newest ``keep`` snapshots; delete the rest and unreferenced chunks."""
-    seqs = [_SEQ.unpack(k)[0] for k in txn.cursor(db=dbs["snapshots"]).iternext(values=False)]
+    seqs = list_snapshots(tables)
     doomed = seqs[:-keep] if keep > 0 else seqs
     if not doomed:
         return 0
     for seq in doomed:
-        txn.delete(_SEQ.pack(seq), db=dbs["snapshots"])
+        tables.delete("snapshots", _SEQ.pack(seq))
     referenced: set[bytes] = set()
     for seq in seqs[len(doomed) :]:
         try:
-            referenced.update(_all_digests(read_manifest(txn, dbs, seq)))
+            referenced.update(_all_digests(read_manifest(tables, seq)))
         except (CorruptionError, DecodeError):
             continue
-    cur = txn.cursor(db=dbs["chunks"])
-    removed = 0
-    if cur.first():
-        while True:
-            key = cur.key()
-            if not key:
-                break
-            if bytes(key) not in referenced:
-                cur.delete()
-                removed += 1
-            elif not cur.next():
-                break
-    return removed
+    return tables.delete_unreferenced("chunks", referenced)
 
 
-def list_snapshots(txn: lmdb.Transaction, dbs: Mapping[str, Any]) -> list[int]:
+def list_snapshots(tables: Tables) -> list[int]:
     """Sequence numbers of the stored snapshots, oldest first."""
-    if dbs.get("snapshots") is None:
-        return []
-    return [_SEQ.unpack(k)[0] for k in txn.cursor(db=dbs["snapshots"]).iternext(values=False)]
+    return [_SEQ.unpack(k)[0] for k in tables.keys("snapshots")]
 
 
-def read_manifest(txn: lmdb.Transaction, dbs: Mapping[str, Any], seq: int) -> dict[str, Any]:
+def read_manifest(tables: Tables, seq: int) -> dict[str, Any]:
     """The manifest of snapshot ``seq``, checksum verified."""
     key = _SEQ.pack(seq)
-    raw = txn.get(key, db=dbs["snapshots"])
+    raw = tables.get("snapshots", key)
     if raw is None:
         raise CorruptionError(f"no snapshot at seq {seq}", seq)
     if len(raw) < 8 or xxhash.xxh3_64_intdigest(key + raw[8:]) != _SEQ.unpack_from(raw)[0]:
@@ -239,8 +223,8 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _chunk(txn: lmdb.Transaction, dbs: Mapping[str, Any], d: bytes, seq: int) -> Any:
-    blob = txn.get(d, db=dbs["chunks"])
+def _chunk(tables: Tables, d: bytes, seq: int) -> Any:
+    blob = tables.get("chunks", d)
     if blob is None:
         raise CorruptionError(f"snapshot at seq {seq}: chunk {d.hex()} is missing", seq)
     if _digest(blob) != d:
@@ -251,7 +235,7 @@ def _chunk(txn: lmdb.Transaction, dbs: Mapping[str, Any], d: bytes, seq: int) ->
         raise CorruptionError(f"snapshot at seq {seq}: chunk {d.hex()} does not decode: {exc}", seq) from exc
 
 
-def read_sections(txn: lmdb.Transaction, dbs: Mapping[str, Any], manifest: Mapping[str, Any]) -> dict[str, dict]:
+def read_sections(tables: Tables, manifest: Mapping[str, Any]) -> dict[str, dict]:
     """Rebuild the sections of a snapshot, verifying every chunk."""
     seq = manifest["seq"]
     out: dict[str, dict[str, Any]] = {}
@@ -259,12 +243,12 @@ def read_sections(txn: lmdb.Transaction, dbs: Mapping[str, Any], manifest: Mappi
         for name, sec in manifest["sections"].items():
             items: dict[str, Any] = {}
             for d in sec["base"]:
-                part = _chunk(txn, dbs, d, seq)
+                part = _chunk(tables, d, seq)
                 if not isinstance(part, dict):
                     raise CorruptionError(f"snapshot at seq {seq}: base chunk of {name!r} is not a map", seq)
                 items.update(part)
             for d in sec["deltas"]:
-                delta = _chunk(txn, dbs, d, seq)
+                delta = _chunk(tables, d, seq)
                 if not isinstance(delta, dict):
                     raise CorruptionError(f"snapshot at seq {seq}: delta chunk of {name!r} is not a map", seq)
                 for k in delta.get("del", ()):
@@ -278,16 +262,16 @@ def read_sections(txn: lmdb.Transaction, dbs: Mapping[str, Any], manifest: Mappi
     return out
 
 
-def check_all(txn: lmdb.Transaction, dbs: Mapping[str, Any]) -> list[SnapshotInfo]:
+def check_all(tables: Tables) -> list[SnapshotInfo]:
     """Every stored snapshot, oldest first, checked whole (manifest and every chunk).
 
     A damaged one is listed with ``ok=False`` and the problem; nothing raises.
     """
     out = []
-    for seq in list_snapshots(txn, dbs):
+    for seq in list_snapshots(tables):
         try:
-            manifest = read_manifest(txn, dbs, seq)
-            read_sections(txn, dbs, manifest)
+            manifest = read_manifest(tables, seq)
+            read_sections(tables, manifest)
             out.append(info(manifest))
         except (CorruptionError, DecodeError) as exc:
             out.append(SnapshotInfo(seq, 0, 0, 0, {}, 0, ok=False, problem=str(exc)))

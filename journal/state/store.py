@@ -25,6 +25,8 @@ may run on a background thread (see :mod:`journal.autosave`).
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 import logging
 import threading
 import time
@@ -32,8 +34,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import CorruptionError, DecodeError, ReadOnlyError
-from ..log import crashpoints
-from ..log.journal import Journal
+from ..log import Journal, LogPoint, Tables, crashpoints, settings_from
 from ..log.record import Record
 from . import snapshot as snap
 from .migrate import SCHEMA_VERSION, Migrations
@@ -41,16 +42,32 @@ from .reducers import Reducers
 from .state import State, check_value
 from .validate import Violation, validate
 
-__all__ = ["DEFAULT_STORE_SETTINGS", "StateStore"]
+__all__ = ["DEFAULT_STORE_SETTINGS", "StateStore", "StoreSettings"]
 
 log = logging.getLogger("journal.store")
 
-DEFAULT_STORE_SETTINGS: dict[str, Any] = {
-    "keep_snapshots": 3,
-    "chunk_items": snap.CHUNK_ITEMS,
-    "retention_s": 24 * 3600.0,
-    "compact_batch": 10_000,
-}
+
+@dataclasses.dataclass(frozen=True)
+class StoreSettings:
+    """Settings of a :class:`StateStore` (checked when built)."""
+
+    #: Snapshots kept (at least 2: one to load, one to fall back on).
+    keep_snapshots: int = 3
+    #: Keys per base chunk of a section.
+    chunk_items: int = snap.CHUNK_ITEMS
+    #: Records younger than this are never compacted (forensics), seconds.
+    retention_s: float = 24 * 3600.0
+    #: Records deleted per compaction transaction.
+    compact_batch: int = 10_000
+
+    def __post_init__(self) -> None:
+        if int(self.keep_snapshots) < 2:
+            raise ValueError("keep_snapshots must be >= 2 (one to load, one to fall back on)")
+        if int(self.chunk_items) < 1 or int(self.compact_batch) < 1 or float(self.retention_s) < 0:
+            raise ValueError("chunk_items and compact_batch must be >= 1, retention_s >= 0")
+
+
+DEFAULT_STORE_SETTINGS: Mapping[str, Any] = {f.name: f.default for f in dataclasses.fields(StoreSettings)}
 
 
 class StateStore:
@@ -62,28 +79,33 @@ class StateStore:
         *,
         reducers: Reducers | None = None,
         migrations: Migrations | None = None,
-        **settings: Any,
+        settings: StoreSettings | Mapping[str, Any] | None = None,
+        **kw: Any,
     ) -> None:
-        unknown = set(settings) - set(DEFAULT_STORE_SETTINGS)
-        if unknown:
-            raise ValueError(
-                f"unknown StateStore setting(s) {sorted(unknown)}; known: {sorted(DEFAULT_STORE_SETTINGS)}"
-            )
-        cfg = {**DEFAULT_STORE_SETTINGS, **settings}
-        if int(cfg["keep_snapshots"]) < 2:
-            raise ValueError("keep_snapshots must be >= 2 (one to load, one to fall back on)")
-        self.settings = cfg
+        #: The checked settings.
+        self.settings = settings_from(StoreSettings, settings, **kw)
         self.journal = journal
         self.reducers = reducers or Reducers.default()
         self.migrations = migrations or Migrations.default()
+        #: Reducer exceptions so far (each logged; the record changed nothing).
         self.reducer_errors = 0
+        #: One save at a time.
         self._save_lock = threading.Lock()
+        #: The manifest of the last snapshot written or loaded (incremental saves build on it).
         self._last_manifest: dict[str, Any] | None = None
+        #: The seq the last snapshot covers.
         self._last_save_seq = 0
+        #: When the last snapshot was written (wall clock, ns).
         self.last_save_ns: int | None = None
+        #: ``meta["schema_history"]``: [first seq, schema version] pairs.
         self._history: list[list[int]] = []
+        #: Records numbered while the load replays (applied right after it), or None.
         self._loading: list[Record] | None = None
+        #: The snapshot the state was loaded from (None: a full replay).
         self.loaded_from: int | None = None
+        #: The pending operations at the point the state was loaded (read-only journals).
+        self._loaded_pending: tuple[int, ...] = ()
+        #: The live state.
         self.state = State()
         self._load()
 
@@ -94,24 +116,28 @@ class StateStore:
         t0 = time.perf_counter()
         self._init_schema()
 
-        def attach(last_seq: int, chain: int) -> int:
+        def attach(point: LogPoint) -> LogPoint:
             if not j.readonly:
                 self._loading = []
                 j.add_observer(self._observe)
-            return last_seq
+            return point
 
-        upto = j._capture_quiet(attach)
+        point = j.capture(attach, durable=True)
+        upto = point.seq
+        self._loaded_pending = point.pending
         state, manifest = self._restore(upto)
         self.state = state
         # a migrated snapshot's chunks hold the old shapes: the next save is full
         self._last_manifest = manifest if manifest and manifest["schema"] == SCHEMA_VERSION else None
         self._last_save_seq = manifest["seq"] if manifest else 0
-        # records numbered while we replayed: apply them now, in order
-        with j._qlock:
+
+        def catch_up(point: LogPoint) -> None:  # records numbered while we replayed: apply them now, in order
             buffered, self._loading = self._loading or [], None
             for rec in buffered:
                 if rec.seq > self.state.seq:
                     self._apply(rec)
+
+        j.capture(catch_up)
         self.state.check_values = self.reducers.custom
         violations = self.validate(consistent_copy=not self.journal.readonly)
         for v in violations:
@@ -126,22 +152,21 @@ class StateStore:
 
     def _init_schema(self) -> None:
         j = self.journal
-        st = j._storage
-        with st.read() as txn:
-            history = st.get_meta(txn, "schema_history")
+        with j.read_tables() as tables:
+            history = tables.get_meta("schema_history")
         if history is None:
             history = [[1, SCHEMA_VERSION]]
             if not j.readonly:
-                j._write_after_drain(lambda txn: st.put_meta(txn, "schema_history", history))
+                j.write_tables(lambda t: t.put_meta("schema_history", history))
         elif history[-1][1] < SCHEMA_VERSION and not j.readonly:
             old = history[-1][1]
-            self.migrations._check(old, f"journal {j.path}")
+            self.migrations.check(old, f"journal {j.path}")
             j.record("schema_upgrade", {"from": old, "to": SCHEMA_VERSION})
             history = [*history, [j.last_seq + 1, SCHEMA_VERSION]]
-            j._write_after_drain(lambda txn: st.put_meta(txn, "schema_history", history))
+            j.write_tables(lambda t: t.put_meta("schema_history", history))
             log.warning("journal %s upgraded from state schema %d to %d", j.path, old, SCHEMA_VERSION)
         elif history[-1][1] > SCHEMA_VERSION:
-            self.migrations._check(history[-1][1], f"journal {j.path}")
+            self.migrations.check(history[-1][1], f"journal {j.path}")
         self._history = history
 
     def _schema_of(self, seq: int) -> int:
@@ -154,16 +179,15 @@ class StateStore:
     def _restore(self, upto: int) -> tuple[State, dict[str, Any] | None]:
         """State at ``upto``: newest valid snapshot <= upto plus replay."""
         j = self.journal
-        st = j._storage
-        with st.read() as txn:
-            seqs = [s for s in snap.list_snapshots(txn, st.dbs) if s <= upto]
+        with j.read_tables() as tables:
+            seqs = [s for s in snap.list_snapshots(tables) if s <= upto]
         for seq in reversed(seqs):
             try:
-                with st.read() as txn:
-                    manifest = snap.read_manifest(txn, st.dbs, seq)
-                    sections = snap.read_sections(txn, st.dbs, manifest)
+                with j.read_tables() as tables:
+                    manifest = snap.read_manifest(tables, seq)
+                    sections = snap.read_sections(tables, manifest)
                 sections = self.migrations.upgrade_sections(sections, manifest["schema"], f"snapshot at seq {seq}")
-                first = j._base_seq + 1
+                first = j.base_seq + 1
                 if seq + 1 < first:
                     raise CorruptionError(f"records after snapshot {seq} were compacted (log starts at {first})", seq)
                 state = State(sections, seq)
@@ -173,11 +197,12 @@ class StateStore:
                 return state, manifest
             except (CorruptionError, DecodeError) as exc:
                 log.warning("snapshot at seq %d of %s is unusable (%s); falling back to an older one", seq, j.path, exc)
-        if j._base_seq > 0:
+        base = j.base_seq
+        if base > 0:
             raise CorruptionError(
-                f"{j.path}: no usable snapshot and the log starts at seq {j._base_seq + 1} (older records were "
+                f"{j.path}: no usable snapshot and the log starts at seq {base + 1} (older records were "
                 "compacted): the state cannot be rebuilt; restore a backup (journal backup / emergency copies)",
-                j._base_seq + 1,
+                base + 1,
             )
         state = State()
         state.check_values = self.reducers.custom
@@ -218,7 +243,7 @@ class StateStore:
 
     def view(self) -> State:
         """A consistent copy of the state, safe to read from any thread."""
-        return self.journal._capture(lambda seq, chain: self.state.copy())
+        return self.journal.capture(lambda point: self.state.copy())
 
     def validate(self, *, consistent_copy: bool = True) -> list[Violation]:
         """Check the state's invariants (see :mod:`journal.validate`).
@@ -226,12 +251,15 @@ class StateStore:
         ``consistent_copy=False`` checks the live state without copying it: only
         when no other thread writes (as during load).
         """
-        pending = (
-            self.journal.pending_ids()
-            if not self.journal.readonly
-            else [r.op for r in self.journal.pending() if r.op is not None]
-        )
-        return validate(self.view() if consistent_copy else self.state, pending)
+        if self.journal.readonly:
+            # The state and the pending set compared must come from the same point of the
+            # log: the state was loaded at one read transaction's view, and so was this set
+            # (reading the pending index again could see a newer point and report a false alarm).
+            return validate(self.state, self._loaded_pending)
+        if not consistent_copy:
+            return validate(self.state, self.journal.pending_ids())
+        state, pending = self.journal.capture(lambda point: (self.state.copy(), point.pending))
+        return validate(state, pending)
 
     @property
     def records_since_save(self) -> int:
@@ -251,10 +279,10 @@ class StateStore:
         with self._save_lock:
             t0 = time.perf_counter()
 
-            def grab(seq: int, chain: int) -> tuple[int, int, dict[str, dict[str, Any]], dict[str, dict[str, bool]]]:
-                return seq, chain, self.state.as_dict(), self.state.take_dirty()
+            def grab(point: LogPoint) -> tuple[int, int, dict[str, dict[str, Any]], dict[str, dict[str, bool]]]:
+                return point.seq, point.chain, self.state.as_dict(), self.state.take_dirty()
 
-            seq, chain, sections, dirty = j._capture(grab)
+            seq, chain, sections, dirty = j.capture(grab)
             if seq <= self._last_save_seq and not full and self._last_manifest is not None and not dirty:
                 return None
             try:
@@ -267,18 +295,17 @@ class StateStore:
                     schema=SCHEMA_VERSION,
                     created_ns=time.time_ns(),
                     full=full,
-                    chunk_items=int(self.settings["chunk_items"]),
+                    chunk_items=int(self.settings.chunk_items),
                 )
-                st = j._storage
-                keep = int(self.settings["keep_snapshots"])
+                keep = int(self.settings.keep_snapshots)
 
-                def write(txn: Any) -> tuple[int, int]:
-                    written = snap.write(txn, st.dbs, manifest, chunks)
+                def write(tables: Tables) -> tuple[int, int]:
+                    written = snap.write(tables, manifest, chunks)
                     crashpoints.reached("snapshot_chunks")
-                    snap.delete_old(txn, st.dbs, keep)
+                    snap.delete_old(tables, keep)
                     return written
 
-                new_chunks, new_bytes = j._write_after_drain(write)
+                new_chunks, new_bytes = j.write_tables(write)
             except BaseException:
                 self.state.restore_dirty(dirty)
                 raise
@@ -299,16 +326,14 @@ class StateStore:
 
     def snapshots(self) -> list[snap.SnapshotInfo]:
         """Every stored snapshot, oldest first, with ``ok``/``problem`` after checking it whole."""
-        st = self.journal._storage
-        with st.read() as txn:
-            return snap.check_all(txn, st.dbs)
+        with self.journal.read_tables() as tables:
+            return snap.check_all(tables)
 
     def snapshot_state(self, seq: int) -> State:
         """The state stored in snapshot ``seq`` (migrated), without replay."""
-        st = self.journal._storage
-        with st.read() as txn:
-            manifest = snap.read_manifest(txn, st.dbs, seq)
-            sections = snap.read_sections(txn, st.dbs, manifest)
+        with self.journal.read_tables() as tables:
+            manifest = snap.read_manifest(tables, seq)
+            sections = snap.read_sections(tables, manifest)
         sections = self.migrations.upgrade_sections(sections, manifest["schema"], f"snapshot at seq {seq}")
         return State(sections, seq)
 
@@ -345,10 +370,9 @@ class StateStore:
         ``retention_s`` (default: the ``retention_s`` setting), for forensics.
         """
         j = self.journal
-        retention = float(self.settings["retention_s"] if retention_s is None else retention_s)
-        st = j._storage
-        with st.read() as txn:
-            seqs = snap.list_snapshots(txn, st.dbs)
+        retention = float(self.settings.retention_s if retention_s is None else retention_s)
+        with j.read_tables() as tables:
+            seqs = snap.list_snapshots(tables)
         if len(seqs) < 2:
             return 0
         boundary = seqs[-2]
@@ -356,25 +380,28 @@ class StateStore:
         if pending:
             boundary = min(boundary, pending[0] - 1)
         cutoff_ns = time.time_ns() - int(retention * 1e9)
-        boundary = min(boundary, self._first_at_or_after(cutoff_ns, j._base_seq + 1, boundary) - 1)
-        if boundary <= j._base_seq:
+        base = j.base_seq
+        boundary = min(boundary, self._first_at_or_after(cutoff_ns, base + 1, boundary) - 1)
+        if boundary <= base:
             return 0
-        return j.compact_log(boundary, batch=int(self.settings["compact_batch"]))
+        return j.compact_log(boundary, batch=int(self.settings.compact_batch))
 
     def _first_at_or_after(self, ts_ns: int, lo: int, hi: int) -> int:
         """The first seq in [lo, hi] written at or after ``ts_ns`` (hi + 1 if none).
 
-        Record times never go backwards (the writer keeps them monotonic), so
-        this is a binary search: compaction never scans the log.
+        Record times only go backwards where the wall clock stepped back (the
+        writer notes each step: :meth:`journal.Journal.clock_steps`), so each
+        stretch between steps is searched by bisection: compaction never scans
+        the log, and a step never makes it delete a younger record.
         """
         j = self.journal
-        while lo <= hi:
-            mid = (lo + hi) // 2
-            if j.get(mid).ts_ns >= ts_ns:
-                hi = mid - 1
-            else:
-                lo = mid + 1
-        return lo
+        cuts = [s for s, _ in j.clock_steps() if lo < s <= hi]
+        bounds = [lo, *cuts, hi + 1]
+        for a, b in zip(bounds, bounds[1:], strict=False):
+            first = bisect.bisect_left(range(a, b), ts_ns, key=lambda seq: j.get(seq).ts_ns) + a
+            if first < b:
+                return first
+        return hi + 1
 
     def status(self) -> Mapping[str, Any]:
         return {

@@ -39,10 +39,10 @@ from journal.cli.app import (
     build_parser,
     parse_time_ns,
 )
-from journal.cli.dump import Waker, _body_decoder
-from journal.cli.output import base62, decimal_text
+from journal.cli.dump import Waker
 from journal.errors import DecodeError
-from journal.log.codec import encode
+from journal.log.clientid import base62
+from journal.log.codec import decimal_text, decode_display, encode
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,6 +55,10 @@ def run(*args: Any, timeout: float = 30) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=timeout,
     )
+
+
+def cid(ids: dict[str, Any], op: int) -> str:
+    return make_client_id(ids["jid"], op, ids["inc"])
 
 
 def lines(proc: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
@@ -85,7 +89,8 @@ def build(path: Path) -> dict[str, Any]:
         d = j.begin("place_order", {"symbol": "BTC/USDT", "side": "sell", "amount": Decimal("2")})  # pending
         j.record("reconcile_report", {"found": 1}, source="recovery")
         j.commit(e := j.begin("place_order", {"symbol": "SOL/USDT"}), {"id": "9"}, source="recovery", wait=True)
-        return {"jid": j.journal_id, "a": a.op_id, "b": b.op_id, "c": c.op_id, "d": d.op_id, "e": e.op_id}
+        return {"jid": j.journal_id, "inc": j.incarnation, "a": a.op_id, "b": b.op_id, "c": c.op_id, "d": d.op_id,
+                "e": e.op_id}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +161,7 @@ def test_dump_json_fields(built: tuple[Path, dict[str, Any]]) -> None:
     first = rows[0]
     assert set(first) == {"seq", "time", "ts_ns", "kind", "type", "op", "client_id", "source", "data", "checksum"}
     assert first["kind"] == "intent" and first["type"] == "place_order" and first["source"] == "bot"
-    assert first["op"] == ids["a"] and first["client_id"] == make_client_id(ids["jid"], ids["a"])
+    assert first["op"] == ids["a"] and first["client_id"] == cid(ids, ids["a"])
     assert first["data"] == {"symbol": "BTC/USDT", "side": "buy", "amount": "0.5"}  # Decimal as a string
     assert first["checksum"] == "ok"
     when = datetime.strptime(first["time"][:26], "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=UTC)
@@ -193,7 +198,7 @@ def test_dump_filters(built: tuple[Path, dict[str, Any]]) -> None:
     assert seqs("--kind", "recovery") == [8, 10]
     assert seqs("--kind", "recovery", "--kind", "commit") == [10]
     assert seqs("--op", ids["a"]) == [1, 2, 6]
-    assert seqs("--op", make_client_id(ids["jid"], ids["a"]), "--kind", "event") == [6]
+    assert seqs("--op", cid(ids, ids["a"]), "--kind", "event") == [6]
     assert seqs("--symbol", "BTC/USDT") == [1, 2, 5, 6, 7]
     assert seqs("--pending") == [ids["c"], ids["d"]]
     assert seqs("--pending", "--from", 6) == [ids["d"]]
@@ -259,7 +264,7 @@ def test_show_timeline_with_durations(built: tuple[Path, dict[str, Any]]) -> Non
     assert rows[0]["since_intent_ms"] == 0 and rows[0]["since_prev_ms"] == 0
     assert rows[1]["since_intent_ms"] == pytest.approx((rows[1]["ts_ns"] - rows[0]["ts_ns"]) / 1e6, abs=1e-3)
     assert rows[2]["since_prev_ms"] == pytest.approx((rows[2]["ts_ns"] - rows[1]["ts_ns"]) / 1e6, abs=1e-3)
-    by_client_id = lines(run("show", path, make_client_id(ids["jid"], ids["e"]), "--json"))
+    by_client_id = lines(run("show", path, cid(ids, ids["e"]), "--json"))
     assert [(r["kind"], r["source"]) for r in by_client_id] == [("intent", "bot"), ("commit", "recovery")]
     table = run("show", path, ids["c"], "--table").stdout
     assert "PENDING" in table.splitlines()[0]
@@ -269,7 +274,7 @@ def test_pending_oldest_first_with_age(built: tuple[Path, dict[str, Any]]) -> No
     path, ids = built
     rows = lines(run("pending", path, "--json"))
     assert [r["op"] for r in rows] == [ids["c"], ids["d"]]
-    assert rows[0]["client_id"] == make_client_id(ids["jid"], ids["c"]) and rows[0]["type"] == "cancel_order"
+    assert rows[0]["client_id"] == cid(ids, ids["c"]) and rows[0]["type"] == "cancel_order"
     assert rows[0]["age_ms"] >= rows[1]["age_ms"] >= 0
     assert rows[0]["age_ms"] == pytest.approx((time.time_ns() - rows[0]["ts_ns"]) / 1e6, abs=5000)
 
@@ -315,7 +320,7 @@ def test_resolve_commit_shows_in_show_and_dump(fresh: tuple[Path, dict[str, Any]
 
 def test_resolve_abort_and_refusals(fresh: tuple[Path, dict[str, Any]]) -> None:
     path, ids = fresh
-    proc = run("resolve", path, make_client_id(ids["jid"], ids["c"]), "--abort", "--reason", "never sent", "--json")
+    proc = run("resolve", path, cid(ids, ids["c"]), "--abort", "--reason", "never sent", "--json")
     assert proc.returncode == 0, proc.stderr
     assert lines(proc)[0]["data"] == {"reason": "never sent"} and lines(proc)[0]["kind"] == "abort"
     again = run("resolve", path, ids["c"], "--commit", "--reason", "x")
@@ -564,9 +569,21 @@ def test_parse_time_ns() -> None:
     assert parse_time_ns("2023-11-14") == 1699920000 * 10**9
 
 
-def test_base62_matches_the_client_id_module() -> None:
+def test_fast_base62_matches_a_plain_one() -> None:
+    alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+    def plain(n: int) -> str:
+        out = ""
+        while True:
+            n, r = divmod(n, 62)
+            out = alphabet[r] + out
+            if not n:
+                return out
+
     for n in [*range(0, 5000), 3843, 3844, 238327, 238328, 62**5, 2**63 - 1, 2**64 - 1]:
-        assert "tjABCDEFGH" + base62(n) == make_client_id("ABCDEFGH", n)
+        assert base62(n) == plain(n)
+        if n:
+            assert "tjABCDEFGH" + base62(n) == make_client_id("ABCDEFGH", n)
 
 
 _values = st.recursive(
@@ -603,7 +620,7 @@ def test_dump_decoder_agrees_with_the_codec(value: Any) -> None:
         data = encode(value)
     except Exception:
         return  # the codec refuses it: nothing stored to compare
-    assert _body_decoder()(data) == _as_text(decode(data))
+    assert decode_display(data) == _as_text(decode(data))
 
 
 @pytest.mark.parametrize(
@@ -626,7 +643,7 @@ def test_dump_decoder_refuses_what_the_codec_refuses(hostile: bytes) -> None:
     with pytest.raises(DecodeError):
         decode(hostile, check=False)
     with pytest.raises(DecodeError):
-        _body_decoder()(hostile)
+        decode_display(hostile)
 
 
 def test_decimal_text_is_exact_and_bounded() -> None:

@@ -14,8 +14,8 @@ import lmdb
 import pytest
 
 from journal import Journal
-from journal.state import snapshot as snap
 from journal.state.store import StateStore
+from tests.helpers import raw
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -108,7 +108,7 @@ def test_verify_reports_a_corrupt_snapshot(journal_path: Path) -> None:
     snaps = env.open_db(b"snapshots")
     chunks = env.open_db(b"chunks")
     with env.begin(write=True) as txn:
-        manifest = snap.read_manifest(txn, {"snapshots": snaps}, 20)
+        manifest = raw.manifest(txn, snaps, 20)
         digest = manifest["sections"]["custom"]["deltas"][-1]
         blob = bytearray(txn.get(digest, db=chunks))
         blob[-1] ^= 0xFF

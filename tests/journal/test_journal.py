@@ -35,7 +35,7 @@ def test_begin_commit_round_trip(journal: Journal) -> None:
     op = journal.begin("place_order", {"symbol": "BTC/USDT", "price": Decimal("30000.10"), "amount": Decimal("0.001")})
     assert op.op_id == op.seq == 1
     assert op.status == "pending"
-    assert parse_client_id(op.client_id, journal.journal_id) == (journal.journal_id, 1)
+    assert parse_client_id(op.client_id, journal.journal_id) == (journal.journal_id, 1, journal.incarnation)
     assert [r.op for r in journal.pending()] == [1]
     op.commit({"id": "123", "status": "open"})
     assert op.status == "committed"

@@ -141,7 +141,7 @@ def _fake_journal(path: Path, version: object) -> None:
 
 def test_older_format_version_is_refused_with_a_clear_message(tmp_path: Path) -> None:
     _fake_journal(tmp_path / "old", 0)
-    with pytest.raises(FormatVersionError, match="format version 0, this tradejournal reads version 1.*older"):
+    with pytest.raises(FormatVersionError, match="format version 0, this tradejournal reads version 2.*older"):
         Journal(tmp_path / "old")
 
 

@@ -18,6 +18,7 @@ from journal.state.diff import diff_states
 from journal.state.migrate import SCHEMA_VERSION, SchemaVersionError
 from journal.state.reducers import Reducers
 from journal.state.store import StateStore
+from tests.helpers import raw
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -170,12 +171,12 @@ def test_snapshots_are_bounded(tmp_path: Path) -> None:
             s.save(full=i % 2 == 0)
         infos = s.snapshots()
         assert len(infos) == 3 and all(i.ok for i in infos)
-        st = j._storage
-        with st.read() as txn:
+        with j.read_tables() as tables:
             referenced = set()
-            for seq in snap.list_snapshots(txn, st.dbs):
-                referenced |= set(snap._all_digests(snap.read_manifest(txn, st.dbs, seq)))
-            stored = {bytes(k) for k in txn.cursor(db=st.dbs["chunks"]).iternext(values=False)}
+            for seq in snap.list_snapshots(tables):
+                for sec in snap.read_manifest(tables, seq)["sections"].values():
+                    referenced |= {*sec["base"], *sec["deltas"]}
+            stored = set(tables.keys("chunks"))
         assert stored == referenced  # no orphan chunks
 
 
@@ -186,7 +187,7 @@ def _damage_newest_chunk(path: Path) -> int:
         cur = txn.cursor(db=snaps)
         cur.last()
         seq = struct.unpack(">Q", cur.key())[0]
-        manifest = snap.read_manifest(txn, {"snapshots": snaps}, seq)
+        manifest = raw.manifest(txn, snaps, seq)
         digest = next(iter(manifest["sections"].values()))["base"][0]
         for sec in manifest["sections"].values():
             if sec["deltas"]:
@@ -302,8 +303,7 @@ def test_schema_v1_fixture_loads_through_migration(tmp_path: Path) -> None:
 def test_newer_schema_snapshot_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "j"
     with Journal(path) as j:
-        st = j._storage
-        j._write_after_drain(lambda txn: st.put_meta(txn, "schema_history", [[1, SCHEMA_VERSION + 1]]))
+        j.write_tables(lambda t: t.put_meta("schema_history", [[1, SCHEMA_VERSION + 1]]))
         with pytest.raises(SchemaVersionError, match=f"schema version {SCHEMA_VERSION + 1}.*upgrade"):
             StateStore(j)
 

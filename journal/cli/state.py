@@ -1,8 +1,7 @@
 """The state commands of ``journal``: snapshots, state, diff, correct, compact.
 
-Loaded by :mod:`journal.cli` as an extension: each command registers itself
-with the same ``@command`` registry, and two checks join ``journal verify``:
-every snapshot's checksums, and the state's invariants.
+Two checks join ``journal verify`` (:data:`CHECKS`): every snapshot's
+checksums, and the state's invariants.
 
 - ``snapshots PATH`` -- every stored snapshot: covered seq, age, schema,
   keys per section, and whether every checksum holds.
@@ -27,12 +26,12 @@ from decimal import Decimal
 from typing import Any
 
 from ..errors import CorruptionError, JournalLockedError
-from ..log.journal import Journal
+from ..log import Journal
 from ..state import snapshot as snap
 from ..state.diff import diff_states
 from ..state.state import State
 from ..state.store import StateStore
-from .app import (
+from .base import (
     EXIT_LOCKED,
     EXIT_OK,
     CheckResult,
@@ -45,7 +44,7 @@ from .app import (
     verify_check,
 )
 
-__all__ = ["compact_cmd", "correct_cmd", "diff_cmd", "snapshots_cmd", "state_cmd"]
+__all__ = ["CHECKS", "COMMANDS", "compact_cmd", "correct_cmd", "diff_cmd", "snapshots_cmd", "state_cmd"]
 
 
 def _store(ctx: Context) -> StateStore:
@@ -69,9 +68,8 @@ def _writer(ctx: Context, what: str) -> Journal:
 @verify_check("snapshots")
 def _check_snapshots(journal: Journal) -> CheckResult:
     """Every snapshot's manifest checksum and every chunk's digest."""
-    st = journal._storage
-    with st.read() as txn:
-        listed = snap.check_all(txn, st.dbs)
+    with journal.read_tables() as tables:
+        listed = snap.check_all(tables)
     bad = [i for i in listed if not i.ok]
     if bad:
         return CheckResult("snapshots", False, f"snapshot at seq {bad[0].seq}: {bad[0].problem}", bad[0].seq,
@@ -252,3 +250,7 @@ def compact_cmd(ctx: Context) -> int:
                "last_seq": writer.last_seq, "verify": str(report)}  # fmt: skip
     ctx.out.objects([row])
     return EXIT_OK
+
+
+CHECKS = (_check_snapshots, _check_state)
+COMMANDS = (snapshots_cmd, state_cmd, diff_cmd, correct_cmd, compact_cmd)

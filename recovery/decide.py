@@ -32,6 +32,7 @@ from decimal import Decimal
 from typing import Any
 
 from journal import Record, parse_client_id
+from journal.state.orders import OPEN_STATUSES
 
 from .normalize import CANCEL_NOT_APPLIED, NOT_ON_EXCHANGE, TARGET_NOT_ON_EXCHANGE
 
@@ -44,8 +45,6 @@ __all__ = [
     "decide",
     "symbols_of",
 ]
-
-OPEN = ("open", "pending")
 
 
 class Action(enum.StrEnum):
@@ -123,7 +122,7 @@ def _target_symbol(rec: Record, orders: Mapping[str, Mapping[str, Any]]) -> str 
 def symbols_of(inputs: Inputs) -> list[str]:
     """Symbols reconciliation must look at: pending ops' and open orders', sorted."""
     out = {s for s in (_target_symbol(r, inputs.orders) for r in inputs.pending) if s}
-    out |= {o["symbol"] for o in inputs.orders.values() if o.get("status") in OPEN and o.get("symbol")}
+    out |= {o["symbol"] for o in inputs.orders.values() if o.get("status") in OPEN_STATUSES and o.get("symbol")}
     return sorted(out)
 
 
@@ -185,7 +184,7 @@ def decide(inputs: Inputs, obs: Observations, *, now_ns: int, settle_window_ms: 
             found = _found(view, target)
             known = inputs.orders.get(target or "") or {}
             placed_ms = known.get("timestamp") if isinstance(known.get("timestamp"), int) else None
-            if found is not None and found.get("status") not in OPEN:
+            if found is not None and found.get("status") not in OPEN_STATUSES:
                 out.append(Decision(Action.COMMIT, rec.op, target, symbol, found))
             elif found is not None and settled and view.open_ok:
                 out.append(Decision(Action.ABORT, rec.op, target, symbol, reason=CANCEL_NOT_APPLIED))

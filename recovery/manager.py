@@ -43,6 +43,7 @@ from typing import Any, Generic, TypeVar
 from journal import Journal
 from journal.state import State
 from journal.state.autosave import AutoSaver, install_signal_handlers
+from journal.state.orders import is_open
 from journal.state.reducers import Reducers
 from journal.state.store import StateStore
 
@@ -239,7 +240,7 @@ class _Core(Generic[OrdersT]):
         """Orders in flight or open, optionally of one symbol."""
         return [
             o for o in self.view()["orders"].values()
-            if o.get("status") in ("pending", "open") and (symbol is None or o.get("symbol") == symbol)
+            if is_open(o) and (symbol is None or o.get("symbol") == symbol)
         ]  # fmt: skip
 
     def health(self) -> dict[str, Any]:

@@ -26,6 +26,8 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from journal.state.orders import ORDER_FIELDS, TRADE_FIELDS
+
 __all__ = [
     "CANCEL_NOT_APPLIED",
     "NOT_ON_EXCHANGE",
@@ -47,26 +49,6 @@ __all__ = [
     "wire_number",
 ]
 
-#: Keys of a normalised order, in the order of ``docs/records.md``.
-ORDER_FIELDS = (
-    "id",
-    "client_id",
-    "symbol",
-    "side",
-    "type",
-    "status",
-    "price",
-    "amount",
-    "filled",
-    "remaining",
-    "average",
-    "cost",
-    "fee",
-    "trades",
-    "timestamp",
-)
-#: Keys of a normalised trade.
-TRADE_FIELDS = ("id", "order_id", "client_id", "symbol", "side", "amount", "price", "cost", "fee", "timestamp")
 
 #: Abort reasons written after a lookup (tests and tools match on them).
 NOT_ON_EXCHANGE = "not on exchange after settle window"

@@ -38,6 +38,7 @@ from typing import Any
 import ccxt
 
 from journal import Journal, OperationStateError
+from journal.state.orders import OPEN_STATUSES
 from journal.state.store import StateStore
 
 from .budget import Budget
@@ -198,7 +199,7 @@ def _gather(inputs: Inputs, cfg: dict[str, Any], errors: list[str]) -> Generator
                 view.answered_ms = first_ms
         # trades since the oldest order we care about in this symbol
         stamps = [int(o.get("timestamp") or 0) for o in inputs.orders.values()
-                  if o.get("symbol") == symbol and o.get("status") in ("open", "pending")]  # fmt: skip
+                  if o.get("symbol") == symbol and o.get("status") in OPEN_STATUSES]  # fmt: skip
         stamps += [_intent_ms(r) for r in inputs.pending if (r.data or {}).get("symbol") == symbol]
         stamps = [s for s in stamps if s > 0]
         if stamps:

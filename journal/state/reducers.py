@@ -25,16 +25,13 @@ from decimal import Decimal
 from typing import Any
 
 from ..log.record import Record
+from .orders import OPEN_STATUSES, STORED_ORDER_FIELDS
 from .state import State
 
-__all__ = ["OPEN_STATUSES", "ORDER_STATUSES", "Reducer", "Reducers"]
+__all__ = ["Reducer", "Reducers"]
 
 Reducer = Callable[[State, Record], None]
 
-ORDER_STATUSES = frozenset({"pending", "open", "closed", "canceled", "expired", "rejected"})
-OPEN_STATUSES = frozenset({"pending", "open"})
-_ORDER_FIELDS = ("id", "symbol", "side", "type", "status", "price", "amount", "filled", "remaining",
-                 "average", "cost", "fee", "timestamp")  # fmt: skip
 _ZERO = Decimal(0)
 
 
@@ -97,7 +94,7 @@ def _dec(value: Any) -> Any:
 
 
 def _order_view(data: dict[str, Any]) -> dict[str, Any]:
-    out = {k: data[k] for k in _ORDER_FIELDS if k in data}
+    out = {k: data[k] for k in STORED_ORDER_FIELDS if k in data}
     for k in ("price", "amount", "filled", "remaining", "average", "cost"):
         if k in out:
             out[k] = _dec(out[k])

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from .reducers import ORDER_STATUSES
+from .orders import ORDER_STATUSES
 from .state import State
 
 __all__ = ["Violation", "validate"]

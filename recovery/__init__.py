@@ -27,12 +27,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from .budget import Budget, BudgetExhausted
+from .budget import Budget
 from .classify import Outcome, classify, is_definite_refusal
-from .errors import RecoveryError
-from .manager import AsyncStateManager, SafeModeError, StateManager
-from .orders import OrderAbortedError, OrderInDoubtError, OrderJournal, OrderLookupError
-from .reconcile import AsyncReconciler, Reconciler, ReconcileReport
+from .errors import (
+    BudgetExhausted,
+    ManagerStateError,
+    OperationError,
+    OrderAbortedError,
+    OrderInDoubtError,
+    OrderLookupError,
+    RecoveryError,
+    SafeModeError,
+)
+from .manager import AsyncStateManager, StateManager
+from .orders import AsyncOrderJournal, OrderJournal, OrderSettings
+from .reconcile import AsyncReconciler, Reconciler, ReconcileReport, ReconcileSettings
 
 #: Names served by the simulator package, imported only when first used: ``import recovery``
 #: must not load the simulator (nor ``http.server``) into a bot that never uses it.
@@ -50,16 +59,21 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "TEST_API_KEY",
     "TEST_SECRET",
+    "AsyncOrderJournal",
     "AsyncReconciler",
     "AsyncStateManager",
     "Budget",
     "BudgetExhausted",
+    "ManagerStateError",
+    "OperationError",
     "OrderAbortedError",
     "OrderInDoubtError",
     "OrderJournal",
     "OrderLookupError",
+    "OrderSettings",
     "Outcome",
     "ReconcileReport",
+    "ReconcileSettings",
     "Reconciler",
     "RecoveryError",
     "SafeModeError",

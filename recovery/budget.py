@@ -6,28 +6,24 @@ requests by their weight; the budget caps how many recovery may spend at all
 many" (``DDoSProtection`` for HTTP 429/418, ``RateLimitExceeded``). Any other
 error is returned to the caller as is, never retried blindly: a network error
 is not "not found".
+
+:meth:`Budget.call` is a flow (:mod:`recovery.flows`): ``result = yield from
+budget.call(Call(...))`` yields the waits and the request, so the same budget
+serves sync and async clients.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
 
 import ccxt
 
-from .errors import RecoveryError
+from .errors import BudgetExhausted
+from .flows import Call, Flow, Sleep
 
 __all__ = ["Budget", "BudgetExhausted"]
 
-T = TypeVar("T")
-
 _RATE_LIMITED = (ccxt.DDoSProtection, ccxt.RateLimitExceeded)
-
-
-class BudgetExhausted(RecoveryError):
-    """Reconciliation spent its request budget; what is left stays unresolved."""
 
 
 class Budget:
@@ -46,7 +42,6 @@ class Budget:
         retries: int = 3,
         backoff_s: float = 0.5,
         max_backoff_s: float = 8.0,
-        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if max_requests < 1:
             raise ValueError("max_requests must be >= 1")
@@ -55,7 +50,6 @@ class Budget:
         self.retries = retries
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
-        self.sleep = sleep
         self.requests = 0
         self.rate_limited = 0
         self._last = 0.0
@@ -71,36 +65,20 @@ class Budget:
     def _backoff(self, attempt: int) -> float:
         return min(self.max_backoff_s, self.backoff_s * (2**attempt))
 
-    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    def call(self, request: Call) -> Flow[object]:
+        """Send ``request`` within the budget: waits, retries rate limits, raises anything else."""
         attempt = 0
         while True:
             wait = self._next_wait()
             if wait:
-                self.sleep(wait)
+                yield Sleep(wait)
             self.requests += 1
             self._last = time.monotonic()
             try:
-                return fn(*args, **kwargs)
+                return (yield request)
             except _RATE_LIMITED:
                 self.rate_limited += 1
                 if attempt >= self.retries:
                     raise
-                self.sleep(self._backoff(attempt))
-                attempt += 1
-
-    async def acall(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
-        attempt = 0
-        while True:
-            wait = self._next_wait()
-            if wait:
-                await asyncio.sleep(wait)
-            self.requests += 1
-            self._last = time.monotonic()
-            try:
-                return await fn(*args, **kwargs)
-            except _RATE_LIMITED:
-                self.rate_limited += 1
-                if attempt >= self.retries:
-                    raise
-                await asyncio.sleep(self._backoff(attempt))
+                yield Sleep(self._backoff(attempt))
                 attempt += 1

@@ -173,7 +173,8 @@ def decide(inputs: Inputs, obs: Observations, *, now_ns: int, settle_window_ms: 
             elif settled and _authoritative_absent(view, rec.client_id, intent_ms):
                 out.append(Decision(Action.ABORT, rec.op, rec.client_id, symbol, reason=NOT_ON_EXCHANGE))
             else:
-                why = "inside the settle window" if not settled else "the exchange could not be asked"
+                asked = _authoritative_absent(view, rec.client_id, intent_ms)
+                why = "inside the settle window" if asked else "the exchange could not be asked"
                 out.append(Decision(Action.UNRESOLVED, rec.op, rec.client_id, symbol, reason=why))
             if rec.type == "edit_order" and data.get("client_id"):
                 pending_targets.add(str(data["client_id"]))
@@ -191,7 +192,13 @@ def decide(inputs: Inputs, obs: Observations, *, now_ns: int, settle_window_ms: 
             elif found is None and settled and _authoritative_absent(view, target, placed_ms):
                 out.append(Decision(Action.ABORT, rec.op, target, symbol, reason=TARGET_NOT_ON_EXCHANGE))
             else:
-                out.append(Decision(Action.UNRESOLVED, rec.op, target, symbol, reason="cancel outcome unknown"))
+                asked = view.open_ok or _authoritative_absent(view, target, placed_ms)
+                why = (
+                    "cancel outcome unknown: inside the settle window"
+                    if asked
+                    else ("cancel outcome unknown: the exchange could not be asked")
+                )
+                out.append(Decision(Action.UNRESOLVED, rec.op, target, symbol, reason=why))
         else:  # an operation type recovery does not know: only a person can settle it
             out.append(Decision(Action.UNRESOLVED, rec.op, rec.client_id, symbol, reason=f"unknown type {rec.type}"))
     settling = {d.client_id for d in out if d.action is Action.COMMIT}

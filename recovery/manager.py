@@ -11,21 +11,32 @@
     manager.save()                  # before a critical operation
     manager.close()                 # final snapshot, release the journal
 
-:class:`AsyncStateManager` is the twin for ``ccxt.async_support`` bots (the
-order methods and ``start``/``reconcile`` are coroutines).
+:class:`AsyncStateManager` is the same manager for ``ccxt.async_support`` bots:
+every method that talks to the exchange or the disk is a coroutine, journal
+writes run in a worker thread (never an fsync on the event loop), and it is an
+async context manager (``async with AsyncStateManager(path, exchange) as m``).
+Both classes bind one implementation (:class:`ManagerFlows`, see
+:mod:`recovery.flows`): their methods share signature and documentation.
 
 **Safe mode.** While an operation is unresolved (the exchange could not say
-whether it happened), new orders and edits are refused with
-:class:`SafeModeError` -- the bot might otherwise double its exposure -- unless
-it passes ``allow_unsafe=True`` (or sets ``manager.allow_unsafe``). Cancels
-are always allowed: they only reduce risk. ``reconcile()`` may be called at
-any time; when nothing is left unresolved, safe mode ends.
+whether it happened), or the last reconciliation could not ask the exchange
+everything it needed (the exchange unreachable, the API key refused), new
+orders and edits are refused with :class:`SafeModeError` -- the bot might
+otherwise double its exposure or trade on a stale state -- unless it passes
+``allow_unsafe=True`` (or sets ``manager.allow_unsafe``). Cancels are always
+allowed: they only reduce risk. :meth:`ManagerFlows.safe_mode_reasons` says
+why; ``health()`` shows it; a bot can subscribe with
+:meth:`ManagerFlows.on_safe_mode` instead of polling, and every transition is
+journaled as a ``safe_mode`` event. After an incomplete reconciliation the
+manager retries by itself, with backoff (``retry_backoff_s`` doubling up to
+``retry_max_s``), each try inside the reconciliation's request budget, and
+leaves safe mode on the first complete one.
 
-**Errors.** Background work (autosave, compaction, emergency backups) never
-raises into the bot; :meth:`health` reports it. Foreground calls raise only
-when the bot must not proceed: :class:`SafeModeError`; the order helpers'
-:class:`~recovery.orders.OrderInDoubtError` and
-:class:`~recovery.orders.OrderAbortedError`; ccxt's own exception for a
+**Errors.** Background work (autosave, compaction, emergency backups, the
+retries) never raises into the bot; :meth:`ManagerFlows.health` reports it.
+Foreground calls raise only when the bot must not proceed: :class:`SafeModeError`;
+the order helpers' :class:`~recovery.errors.OrderInDoubtError` and
+:class:`~recovery.errors.OrderAbortedError`; ccxt's own exception for a
 definite refusal (the operation is journaled as aborted); and
 :class:`~journal.JournalError` when an intent could not be made durable (the
 order was not sent).
@@ -33,30 +44,41 @@ order was not sent).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import logging
 import os
+import signal
+import threading
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Coroutine, Iterator, Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from journal import Journal
-from journal.state import State
+from journal import AutoSaveSettings, Journal, JournalSettings, StoreSettings, settings_from
 from journal.state.autosave import AutoSaver, install_signal_handlers
 from journal.state.orders import is_open
 from journal.state.reducers import Reducers
+from journal.state.state import State
 from journal.state.store import StateStore
 
-from .aio_orders import AsyncOrderJournal
-from .errors import RecoveryError
-from .orders import OrderInDoubtError, OrderJournal
-from .reconcile import AsyncReconciler, Reconciler, ReconcileReport
+from .errors import ManagerStateError, OrderInDoubtError, SafeModeError
+from .flows import Flow, arun, blocking, local
+from .orders import Order, OrderFlows, OrderSettings, Params, Target
+from .reconcile import ReconcileFlows, ReconcileReport, ReconcileSettings
 
-__all__ = ["AsyncStateManager", "SafeModeError", "StateManager", "scrub_exchange_logs"]
+__all__ = ["AsyncStateManager", "ManagerFlows", "SafeModeError", "SafeModeListener", "StateManager",
+           "scrub_exchange_logs"]  # fmt: skip
 
 log = logging.getLogger("recovery.manager")
 
-OrdersT = TypeVar("OrdersT", OrderJournal, AsyncOrderJournal)
+P = ParamSpec("P")
+T = TypeVar("T")
+M = TypeVar("M", bound="ManagerFlows")
+
+#: ``listener(active, reasons)``: called when the manager enters (True) or leaves (False) safe mode.
+SafeModeListener = Callable[[bool, list[str]], Any]
 
 
 class _ScrubSecrets(logging.Filter):
@@ -89,12 +111,30 @@ def scrub_exchange_logs(exchange: Any) -> None:
             logger.addFilter(_ScrubSecrets(secrets))
 
 
-class SafeModeError(RecoveryError):
-    """New orders are refused while operations are unresolved."""
+def _exchange_reason(report: ReconcileReport) -> str:
+    """Why a reconciliation was incomplete, as an operator would want to read it."""
+    first = report.errors[0]
+    if "AuthenticationError" in first or "PermissionDenied" in first:
+        return f"the exchange refused the credentials ({first}); check the API key, its permissions and IP whitelist"
+    if "offline" in first:
+        return "offline: no exchange given, nothing could be checked"
+    if any(name in first for name in ("NetworkError", "RequestTimeout", "ExchangeNotAvailable", "DDoSProtection",
+                                      "RateLimitExceeded", "OnMaintenance", "BudgetExhausted")):  # fmt: skip
+        return f"exchange unreachable or refusing requests ({first}); the state may be stale"
+    return f"reconciliation incomplete ({first})"
 
 
-class _Core(Generic[OrdersT]):
-    orders: OrdersT | None = None
+class ManagerFlows:
+    """The state manager, written once as flows; :class:`StateManager` and :class:`AsyncStateManager` bind it.
+
+    ``journal_settings``, ``store_settings``, ``autosave_settings``,
+    ``reconcile_settings`` and ``order_settings`` are the typed settings of
+    each part (:class:`~journal.JournalSettings`, :class:`~journal.StoreSettings`,
+    :class:`~journal.AutoSaveSettings`, :class:`~recovery.reconcile.ReconcileSettings`,
+    :class:`~recovery.orders.OrderSettings`) or mappings of their fields,
+    checked here: a misspelt key is a ``ValueError`` naming it and the known
+    ones, before anything is opened.
+    """
 
     def __init__(
         self,
@@ -102,105 +142,206 @@ class _Core(Generic[OrdersT]):
         exchange: Any = None,
         *,
         reducers: Reducers | None = None,
-        journal_settings: Mapping[str, Any] | None = None,
-        store_settings: Mapping[str, Any] | None = None,
-        autosave_settings: Mapping[str, Any] | None = None,
-        reconcile_settings: Mapping[str, Any] | None = None,
-        order_settings: Mapping[str, Any] | None = None,
+        journal_settings: JournalSettings | Mapping[str, Any] | None = None,
+        store_settings: StoreSettings | Mapping[str, Any] | None = None,
+        autosave_settings: AutoSaveSettings | Mapping[str, Any] | None = None,
+        reconcile_settings: ReconcileSettings | Mapping[str, Any] | None = None,
+        order_settings: OrderSettings | Mapping[str, Any] | None = None,
         allow_unsafe: bool = False,
         signal_handlers: bool = False,
+        retry_backoff_s: float = 1.0,
+        retry_max_s: float = 60.0,
     ) -> None:
+        #: The journal directory.
         self.path = os.fspath(path)
+        #: The ccxt exchange (None: offline, nothing can be sent or checked).
         self.exchange = exchange
         if exchange is not None:
             scrub_exchange_logs(exchange)
+        #: Refuse nothing in safe mode (a bot that knows better).
         self.allow_unsafe = allow_unsafe
         self._reducers = reducers
-        self._journal_settings = dict(journal_settings or {})
-        self._store_settings = dict(store_settings or {})
-        self._autosave_settings = dict(autosave_settings or {})
-        self._reconcile_settings = dict(reconcile_settings or {})
-        self._order_settings = dict(order_settings or {})
+        self._journal_settings = settings_from(JournalSettings, journal_settings, owner="Journal")
+        self._store_settings = settings_from(StoreSettings, store_settings, owner="StateStore")
+        self._autosave_settings = settings_from(AutoSaveSettings, autosave_settings, owner="AutoSaver")
+        self._reconcile_settings = settings_from(ReconcileSettings, reconcile_settings, owner="reconcile")
+        self._order_settings = settings_from(OrderSettings, order_settings, owner="order helper")
+        if retry_backoff_s <= 0 or retry_max_s < retry_backoff_s:
+            raise ValueError("retry_backoff_s must be > 0 and retry_max_s >= retry_backoff_s")
+        self._retry_backoff_s = retry_backoff_s
+        self._retry_max_s = retry_max_s
         self._signal_handlers = signal_handlers
+        #: The open journal (None before start()).
         self.journal: Journal | None = None
+        #: The state kept beside it.
         self.store: StateStore | None = None
+        #: The autosave service.
         self.saver: AutoSaver | None = None
+        #: The order helper's flows (None offline).
+        self.orders: OrderFlows | None = None
+        #: The last reconciliation's report.
         self.last_report: ReconcileReport | None = None
+        #: Operations the exchange could not settle (safe mode while any).
         self.unresolved: list[dict[str, Any]] = []
+        #: Why the last reconciliation was incomplete (safe mode while set), else None.
+        self.exchange_problem: str | None = None
+        #: Errors counted in the foreground (failed saves...).
         self.errors = 0
+        #: When start() ran (wall clock, ns).
         self.started_ns: int | None = None
         self._closed = False
+        self._listeners: list[SafeModeListener] = []
+        self._was_safe = False
+        self._retries = 0
+        self._retry_at: float | None = None  # monotonic time of the next automatic reconcile
+        self._state_lock = threading.Lock()
+
+    # -- driving -------------------------------------------------------------
+
+    def io_executor(self) -> Executor | None:
+        """Where journal writes run under the async driver (None: run inline)."""
+        return None
 
     # -- lifecycle -----------------------------------------------------------
 
     def _open(self) -> None:
         if self.journal is not None:
-            raise RecoveryError(f"{self.path}: start() was already called")
-        self.journal = Journal(self.path, **self._journal_settings)
+            raise ManagerStateError(f"{self.path}: start() was already called")
+        self.journal = Journal(self.path, self._journal_settings)
         try:
-            self.store = StateStore(self.journal, reducers=self._reducers, **self._store_settings)
+            self.store = StateStore(self.journal, reducers=self._reducers, settings=self._store_settings)
         except BaseException:
             self.journal.close()
             self.journal = None
             raise
         self.started_ns = time.time_ns()
-        pending = self.journal.pending_ids()
-        self.unresolved = [{"op": op, "why": "not reconciled yet"} for op in pending]
-        if self._signal_handlers:
-            install_signal_handlers(self.close)
+        self.unresolved = [{"op": op, "why": "not reconciled yet"} for op in self.journal.pending_ids()]
+        if self.exchange is not None:
+            self.orders = OrderFlows(self.journal, self.exchange, self._order_settings)
+        self.saver = AutoSaver(self.store, self._autosave_settings)
 
-    def _start_autosave(self) -> None:
+    def start_flow(self) -> Flow[ReconcileReport]:
+        """Open the journal, load the state, start the autosave, and reconcile with the exchange.
+
+        Returns the reconciliation's report. If it was incomplete (the exchange
+        could not be asked), the manager is in safe mode with the reason and
+        retries by itself (see the module docstring).
+        """
+        yield local(self._open)
+        return (yield from self.reconcile_flow())
+
+    def reconcile_flow(self) -> Flow[ReconcileReport]:
+        """Settle pending operations and sync orders, fills and balances (idempotent; any time)."""
+        j = self._check_open()
         assert self.store is not None
-        self.saver = AutoSaver(self.store, **self._autosave_settings)
-
-    def _after_reconcile(self, report: ReconcileReport) -> ReconcileReport:
-        self.last_report = report
-        self.unresolved = list(report.unresolved)
-        if self.unresolved:
-            log.warning(
-                "%s: %d operation(s) unresolved: safe mode (new orders refused) until reconcile() settles them",
-                self.path,
-                len(self.unresolved),
+        if self.exchange is None:
+            report = ReconcileReport(
+                unresolved=[
+                    {
+                        "op": r.op,
+                        "client_id": r.client_id,
+                        "symbol": (r.data or {}).get("symbol"),
+                        "why": "offline: no exchange",
+                    }
+                    for r in j.pending()
+                ],  # fmt: skip
+                errors=["offline: no exchange given"],
             )
+        else:
+            reconciler = ReconcileFlows(j, self.store, self.exchange, self._reconcile_settings)
+            report = yield from reconciler.run_flow()
+        yield local(self._after_reconcile, report)
+        return report
+
+    def _after_reconcile(self, report: ReconcileReport) -> None:
+        with self._state_lock:
+            self.last_report = report
+            self.unresolved = list(report.unresolved)
+            if report.complete:
+                self.exchange_problem = None
+                self._retries = 0
+                self._retry_at = None
+            else:
+                self.exchange_problem = _exchange_reason(report)
+                delay = min(self._retry_max_s, self._retry_backoff_s * 2**self._retries)
+                self._retries += 1
+                self._retry_at = time.monotonic() + delay if self.exchange is not None else None
+        if self.unresolved:
+            log.warning("%s: %d operation(s) unresolved: safe mode (new orders refused) until they are settled",
+                        self.path, len(self.unresolved))  # fmt: skip
+        if self.exchange_problem:
+            log.warning("%s: safe mode: %s", self.path, self.exchange_problem)
+        self._safe_mode_changed()
         if self.saver is not None:
             self.saver.save_now()
-        return report
 
-    def _offline_report(self) -> ReconcileReport:
-        assert self.journal is not None
-        report = ReconcileReport(
-            unresolved=[
-                {
-                    "op": r.op,
-                    "client_id": r.client_id,
-                    "symbol": (r.data or {}).get("symbol"),
-                    "why": "offline: no exchange",
-                }
-                for r in self.journal.pending()
-            ],  # fmt: skip
-            errors=["offline: no exchange given"],
-        )
-        return report
+    # -- safe mode -----------------------------------------------------------
 
     @property
     def safe_mode(self) -> bool:
-        """True while operations are unresolved (new orders refused unless ``allow_unsafe``)."""
-        return bool(self.unresolved)
+        """True while operations are unresolved or the exchange could not be checked (new orders refused)."""
+        return bool(self.unresolved) or self.exchange_problem is not None
+
+    def safe_mode_reasons(self) -> list[str]:
+        """Why the manager is in safe mode (empty when it is not)."""
+        reasons = []
+        if self.exchange_problem is not None:
+            reasons.append(self.exchange_problem)
+        if self.unresolved:
+            ops = ", ".join(f"op {u.get('op')} ({u.get('why')})" for u in self.unresolved[:5])
+            more = f" and {len(self.unresolved) - 5} more" if len(self.unresolved) > 5 else ""
+            reasons.append(f"{len(self.unresolved)} operation(s) unresolved: {ops}{more}")
+        return reasons
+
+    def on_safe_mode(self, listener: SafeModeListener) -> None:
+        """Call ``listener(active, reasons)`` whenever safe mode begins or ends.
+
+        A listener that is a coroutine function is scheduled on the running
+        event loop (async managers). A listener's exception is logged, never
+        raised into the bot.
+        """
+        self._listeners.append(listener)
+
+    def _safe_mode_changed(self) -> None:
+        active = self.safe_mode
+        if active == self._was_safe:
+            return
+        self._was_safe = active
+        reasons = self.safe_mode_reasons()
+        if self.journal is not None and not self._closed:
+            try:
+                self.journal.record("safe_mode", {"active": active, "reasons": reasons}, source="recovery")
+            except Exception:
+                log.exception("could not journal the safe-mode change of %s", self.path)
+        log.log(logging.WARNING if active else logging.INFO, "%s: safe mode %s%s", self.path,
+                "entered" if active else "left", f": {'; '.join(reasons)}" if reasons else "")  # fmt: skip
+        for listener in list(self._listeners):
+            try:
+                result = listener(active, reasons)
+                if asyncio.iscoroutine(result):
+                    asyncio.get_running_loop().create_task(result)
+            except Exception:
+                log.exception("safe-mode listener of %s failed", self.path)
 
     def _check_open(self) -> Journal:
         if self.journal is None or self.store is None:
-            raise RecoveryError(f"{self.path}: call start() first")
+            raise ManagerStateError(f"{self.path}: call start() first")
         if self._closed:
-            raise RecoveryError(f"{self.path}: the manager is closed")
+            raise ManagerStateError(f"{self.path}: the manager is closed")
         return self.journal
 
-    def _orders(self) -> OrdersT:
-        """The order helper (sync or async, by subclass); an offline manager has none."""
+    def _orders(self) -> OrderFlows:
         if self.orders is None:
-            raise RecoveryError(f"{self.path}: no exchange given: orders cannot be sent (offline start)")
+            raise ManagerStateError(f"{self.path}: no exchange given: orders cannot be sent (offline start)")
         return self.orders
 
-    @contextmanager
+    def _check_safe(self, what: str, allow_unsafe: bool | None) -> None:
+        self._check_open()
+        if self.safe_mode and not (self.allow_unsafe if allow_unsafe is None else allow_unsafe):
+            raise SafeModeError(f"{self.path}: {what} refused: safe mode: {'; '.join(self.safe_mode_reasons())}; "
+                                f"{SafeModeError.remedy}")  # fmt: skip
+
+    @contextlib.contextmanager
     def _watch_doubt(self) -> Iterator[None]:
         """An operation left pending at run time puts the manager in safe mode until a reconcile."""
         try:
@@ -208,18 +349,12 @@ class _Core(Generic[OrdersT]):
         except OrderInDoubtError as exc:
             self.unresolved.append({"op": exc.op_id, "client_id": exc.client_id, "symbol": exc.symbol,
                                     "why": "in doubt at run time"})  # fmt: skip
-            log.warning("%s: op %d in doubt: safe mode until reconcile() settles it", self.path, exc.op_id)
+            self._safe_mode_changed()
             raise
 
-    def _check_safe(self, what: str, allow_unsafe: bool | None) -> None:
-        self._check_open()
-        if self.safe_mode and not (self.allow_unsafe if allow_unsafe is None else allow_unsafe):
-            ops = ", ".join(str(u.get("op")) for u in self.unresolved[:5])
-            raise SafeModeError(
-                f"{self.path}: {what} refused: {len(self.unresolved)} operation(s) unresolved (op {ops}); "
-                "call reconcile() when the exchange answers, settle them with `journal resolve`, "
-                "or pass allow_unsafe=True"
-            )
+    def retry_due(self) -> bool:
+        """True when an automatic reconcile is due (after an incomplete one, once its backoff has passed)."""
+        return self._retry_at is not None and time.monotonic() >= self._retry_at and not self._closed
 
     # -- reading -------------------------------------------------------------
 
@@ -227,24 +362,23 @@ class _Core(Generic[OrdersT]):
     def state(self) -> State:
         """The live state (sections are read-only views; use :meth:`view` from other threads)."""
         if self.store is None:
-            raise RecoveryError(f"{self.path}: call start() first")
+            raise ManagerStateError(f"{self.path}: call start() first")
         return self.store.state
 
     def view(self) -> State:
         """A consistent copy of the state."""
         if self.store is None:
-            raise RecoveryError(f"{self.path}: call start() first")
+            raise ManagerStateError(f"{self.path}: call start() first")
         return self.store.view()
 
     def open_orders(self, symbol: str | None = None) -> list[dict[str, Any]]:
         """Orders in flight or open, optionally of one symbol."""
         return [
-            o for o in self.view()["orders"].values()
-            if is_open(o) and (symbol is None or o.get("symbol") == symbol)
-        ]  # fmt: skip
+            o for o in self.view()["orders"].values() if is_open(o) and (symbol is None or o.get("symbol") == symbol)
+        ]
 
     def health(self) -> dict[str, Any]:
-        """Lag, last save, unresolved operations, errors counted, journal latencies."""
+        """Safe mode and why, lag, last save, unresolved operations, errors counted, journal latencies."""
         out: dict[str, Any] = {"path": self.path, "started": self.journal is not None, "closed": self._closed}
         if self.journal is None or self.store is None:
             return out
@@ -252,42 +386,92 @@ class _Core(Generic[OrdersT]):
         now = time.time_ns()
         last_save = self.store.last_save_ns
         jstats = self.journal.stats() if not self._closed else {}
+        report = self.last_report
+        reconcile_errors = list(report.errors) if report is not None else []
         out.update(
             {
                 "safe_mode": self.safe_mode,
+                "safe_mode_reasons": self.safe_mode_reasons(),
                 "unresolved": list(self.unresolved),
+                "exchange_problem": self.exchange_problem,
                 "pending": len(self.journal.pending_ids()) if not self._closed else None,
                 "records_since_save": self.store.records_since_save,
                 "last_save_age_s": None if last_save is None else round((now - last_save) / 1e9, 3),
-                "errors": self.errors + int(saver.get("failures", 0)) + self.store.reducer_errors,
+                "errors": self.errors
+                + int(saver.get("failures", 0))
+                + self.store.reducer_errors
+                + len(reconcile_errors),
+                "reconcile_errors": reconcile_errors,
                 "autosave": saver,
-                "last_reconcile": None if self.last_report is None else self.last_report.as_dict(),
+                "last_reconcile": None if report is None else report.as_dict(),
                 "append_latency": jstats.get("append_latency"),
                 "sync_latency": jstats.get("sync_latency"),
             }
         )
         return out
 
-    # -- writing -------------------------------------------------------------
+    # -- orders --------------------------------------------------------------
 
-    def save(self) -> bool:
+    def place_order_flow(
+        self,
+        symbol: str,
+        type: str,
+        side: str,
+        amount: Any,
+        price: Any = None,
+        params: Params = None,
+        *,
+        allow_unsafe: bool | None = None,
+    ) -> Flow[Order]:
+        """Place an order through the journal (see :class:`~recovery.orders.OrderJournal`); refused in safe mode."""
+        self._check_safe("place_order", allow_unsafe)
+        with self._watch_doubt():
+            return (yield from self._orders().place_order_flow(symbol, type, side, amount, price, params))
+
+    def cancel_order_flow(self, client_id_or_order: Target, symbol: str) -> Flow[Order]:
+        """Cancel an order through the journal (allowed in safe mode: it only reduces risk)."""
+        self._check_open()
+        with self._watch_doubt():
+            return (yield from self._orders().cancel_order_flow(client_id_or_order, symbol))
+
+    def edit_order_flow(
+        self,
+        client_id_or_order: Target,
+        symbol: str,
+        type: str,
+        side: str,
+        amount: Any,
+        price: Any = None,
+        *,
+        allow_unsafe: bool | None = None,
+    ) -> Flow[Order]:
+        """Replace an order through the journal; returns the new order; refused in safe mode."""
+        self._check_safe("edit_order", allow_unsafe)
+        with self._watch_doubt():
+            return (yield from self._orders().edit_order_flow(client_id_or_order, symbol, type, side, amount, price))
+
+    def record_fill_flow(self, trade: Mapping[str, Any], client_id: str | None = None) -> Flow[int]:
+        """Journal a fill the bot saw (websocket, polling)."""
+        self._check_open()
+        return (yield from self._orders().record_fill_flow(trade, client_id))
+
+    def record_order_update_flow(self, order: Mapping[str, Any], client_id: str | None = None) -> Flow[int]:
+        """Journal an order status change the bot saw."""
+        self._check_open()
+        return (yield from self._orders().record_order_update_flow(order, client_id))
+
+    # -- state ---------------------------------------------------------------
+
+    def save_flow(self) -> Flow[bool]:
         """A snapshot now (before a critical operation); False if it failed (logged, backed up)."""
         self._check_open()
-        if self.saver is not None:
-            return self.saver.save_now()
-        try:
-            assert self.store is not None
-            self.store.save()
-            return True
-        except Exception:
-            self.errors += 1
-            log.exception("save of %s failed", self.path)
-            return False
+        assert self.saver is not None
+        return bool((yield local(self.saver.save_now)))
 
-    def set_strategy(
+    def set_strategy_flow(
         self, name: str, *, active: bool | None = None, params: Mapping[str, Any] | None = None, context: Any = None
-    ) -> int:
-        """Journal a strategy change (merged into ``state['strategies'][name]``)."""
+    ) -> Flow[int]:
+        """Journal a strategy change (merged into ``state['strategies'][name]``); returns its seq."""
         j = self._check_open()
         data: dict[str, Any] = {"name": name}
         if active is not None:
@@ -296,16 +480,15 @@ class _Core(Generic[OrdersT]):
             data["params"] = dict(params)
         if context is not None:
             data["context"] = context
-        return j.record("strategy", data)
+        return (yield local(j.record, "strategy", data))
 
-    def set(self, section: str, key: str, value: Any, *, reason: str = "") -> int:
-        """Journal a direct state change (custom sections); None deletes."""
+    def set_flow(self, section: str, key: str, value: Any, *, reason: str = "") -> Flow[int]:
+        """Journal a direct state change (custom sections); None deletes; returns its seq."""
         self._check_open()
         assert self.store is not None
-        return self.store.set(section, key, value, reason=reason)
+        return (yield local(self.store.set, section, key, value, reason=reason))
 
-    def close(self) -> None:
-        """Graceful shutdown: final snapshot, release the journal. Idempotent; never raises."""
+    def _close(self) -> None:
         if self._closed:
             return
         self._closed = True
@@ -325,74 +508,57 @@ class _Core(Generic[OrdersT]):
             log.info("state manager of %s closed", self.path)
 
 
-class StateManager(_Core[OrderJournal]):
-    """The state-management service for a bot using a sync ccxt exchange (or none: offline)."""
+class StateManager(ManagerFlows):
+    """The state manager for a bot using a sync ccxt exchange (or none: offline). See the module docstring.
+
+    After an incomplete reconciliation a daemon thread retries it with backoff,
+    using the same ccxt exchange object as the bot (ccxt's sync clients may be
+    shared by threads); while it runs, new orders are refused anyway (safe
+    mode), cancels still go through.
+    """
+
+    place_order = blocking(ManagerFlows.place_order_flow)
+    cancel_order = blocking(ManagerFlows.cancel_order_flow)
+    edit_order = blocking(ManagerFlows.edit_order_flow)
+    record_fill = blocking(ManagerFlows.record_fill_flow)
+    record_order_update = blocking(ManagerFlows.record_order_update_flow)
+    save = blocking(ManagerFlows.save_flow)
+    set_strategy = blocking(ManagerFlows.set_strategy_flow)
+    set = blocking(ManagerFlows.set_flow)
+    reconcile = blocking(ManagerFlows.reconcile_flow)
 
     def start(self) -> ReconcileReport:
-        """Open the journal, load the state, reconcile with the exchange, start the autosave."""
-        self._open()
-        assert self.journal is not None
-        if self.exchange is not None:
-            self.orders = OrderJournal(self.journal, self.exchange, **self._order_settings)
-        self._start_autosave()
-        return self.reconcile()
+        report = blocking(ManagerFlows.start_flow)(self)
+        if self._signal_handlers:
+            install_signal_handlers(self.close)
+        self._retry_thread = threading.Thread(target=self._retry_loop, name=f"reconcile-retry:{self.path}",
+                                              daemon=True)  # fmt: skip
+        self._retry_stop = threading.Event()
+        self._retry_thread.start()
+        return report
 
-    def reconcile(self) -> ReconcileReport:
-        """Settle pending operations and sync orders, fills and balances (idempotent)."""
-        j = self._check_open()
-        assert self.store is not None
-        if self.exchange is None:
-            return self._after_reconcile(self._offline_report())
-        report = Reconciler(j, self.store, self.exchange, **self._reconcile_settings).run()
-        return self._after_reconcile(report)
+    start.__doc__ = ManagerFlows.start_flow.__doc__
 
-    def place_order(
-        self,
-        symbol: str,
-        type: str,
-        side: str,
-        amount: Any,
-        price: Any = None,
-        params: Mapping[str, Any] | None = None,
-        *,
-        allow_unsafe: bool | None = None,
-    ) -> dict[str, Any]:
-        """Place an order through the journal (see :class:`~recovery.orders.OrderJournal`)."""
-        self._check_safe("place_order", allow_unsafe)
-        with self._watch_doubt():
-            return self._orders().place_order(symbol, type, side, amount, price, params)
+    def _retry_loop(self) -> None:
+        while not self._retry_stop.wait(0.1):
+            if not self.retry_due():
+                continue
+            try:
+                self.reconcile()
+            except Exception:  # never into the bot: the next try comes after a longer backoff
+                log.exception("automatic reconcile of %s failed", self.path)
+                with self._state_lock:
+                    self._retry_at = time.monotonic() + self._retry_max_s
 
-    def cancel_order(self, client_id_or_order: str | Mapping[str, Any], symbol: str) -> dict[str, Any]:
-        """Cancel an order through the journal (allowed in safe mode)."""
-        self._check_open()
-        with self._watch_doubt():
-            return self._orders().cancel_order(client_id_or_order, symbol)
-
-    def edit_order(
-        self,
-        client_id_or_order: str | Mapping[str, Any],
-        symbol: str,
-        type: str,
-        side: str,
-        amount: Any,
-        price: Any = None,
-        *,
-        allow_unsafe: bool | None = None,
-    ) -> dict[str, Any]:
-        """Replace an order through the journal; returns the new order."""
-        self._check_safe("edit_order", allow_unsafe)
-        with self._watch_doubt():
-            return self._orders().edit_order(client_id_or_order, symbol, type, side, amount, price)
-
-    def record_fill(self, trade: Mapping[str, Any], client_id: str | None = None) -> int:
-        """Journal a fill the bot saw (websocket, polling)."""
-        self._check_open()
-        return self._orders().record_fill(trade, client_id)
-
-    def record_order_update(self, order: Mapping[str, Any], client_id: str | None = None) -> int:
-        """Journal an order status change the bot saw."""
-        self._check_open()
-        return self._orders().record_order_update(order, client_id)
+    def close(self) -> None:
+        """Graceful shutdown: final snapshot, release the journal. Idempotent; never raises."""
+        stop = getattr(self, "_retry_stop", None)
+        if stop is not None:
+            stop.set()
+            thread = self._retry_thread
+            if thread is not threading.current_thread():
+                thread.join(timeout=30)
+        self._close()
 
     def __enter__(self) -> StateManager:
         if self.journal is None:
@@ -403,64 +569,136 @@ class StateManager(_Core[OrderJournal]):
         self.close()
 
 
-class AsyncStateManager(_Core[AsyncOrderJournal]):
-    """The twin of :class:`StateManager` for ``ccxt.async_support`` exchanges."""
+def _tracked(
+    method: Callable[Concatenate[AsyncStateManager, P], Flow[T]],
+) -> Callable[Concatenate[AsyncStateManager, P], Coroutine[Any, Any, T]]:
+    """The coroutine twin of a flow method, counted as in flight (a signal lets it finish before closing)."""
+
+    @functools.wraps(method)
+    async def asynchronous(self: AsyncStateManager, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        if self._closing and not self._closed:
+            # A signal is shutting the manager down: a new operation waits for the close (the signal
+            # then ends the process as it would have) instead of failing the bot mid-shutdown.
+            await self._closed_event.wait()
+        if self._closed:
+            raise ManagerStateError(f"{self.path}: the manager is closed")
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            return await arun(method(self, *args, **kwargs), self.exchange, io=self.io_executor())
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+
+    return asynchronous
+
+
+class AsyncStateManager(ManagerFlows):
+    """The state manager for a bot using a ``ccxt.async_support`` exchange. See the module docstring.
+
+    Every method that touches the exchange or the disk is a coroutine; journal
+    writes run in the manager's own thread pool (``journal-io``), so the event
+    loop never waits on an fsync. After an incomplete reconciliation a task
+    retries it with backoff. With ``signal_handlers=True``, SIGTERM and SIGINT
+    (through ``loop.add_signal_handler``) stop new operations, let those in
+    flight finish their journaling, save, close, and then let the signal do
+    what it would have done.
+    """
+
+    place_order = _tracked(ManagerFlows.place_order_flow)
+    cancel_order = _tracked(ManagerFlows.cancel_order_flow)
+    edit_order = _tracked(ManagerFlows.edit_order_flow)
+    record_fill = _tracked(ManagerFlows.record_fill_flow)
+    record_order_update = _tracked(ManagerFlows.record_order_update_flow)
+    save = _tracked(ManagerFlows.save_flow)
+    set_strategy = _tracked(ManagerFlows.set_strategy_flow)
+    set = _tracked(ManagerFlows.set_flow)
+    reconcile = _tracked(ManagerFlows.reconcile_flow)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._io: ThreadPoolExecutor | None = None
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._closing = False
+        self._closed_event = asyncio.Event()
+        self._retry_task: asyncio.Task[None] | None = None
+        self._signals: dict[int, Any] = {}
+
+    __init__.__doc__ = ManagerFlows.__init__.__doc__
+
+    def io_executor(self) -> Executor:
+        if self._io is None:
+            self._io = ThreadPoolExecutor(max_workers=4, thread_name_prefix="journal-io")
+        return self._io
 
     async def start(self) -> ReconcileReport:
-        self._open()
-        assert self.journal is not None
-        if self.exchange is not None:
-            self.orders = AsyncOrderJournal(self.journal, self.exchange, **self._order_settings)
-        self._start_autosave()
-        return await self.reconcile()
+        report = await _tracked(ManagerFlows.start_flow)(self)
+        loop = asyncio.get_running_loop()
+        self._retry_task = loop.create_task(self._retry_loop(), name=f"reconcile-retry:{self.path}")
+        if self._signal_handlers:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._signals[sig] = signal.getsignal(sig)
+                loop.add_signal_handler(sig, self._on_signal, sig)
+        return report
 
-    async def reconcile(self) -> ReconcileReport:
-        j = self._check_open()
-        assert self.store is not None
-        if self.exchange is None:
-            return self._after_reconcile(self._offline_report())
-        report = await AsyncReconciler(j, self.store, self.exchange, **self._reconcile_settings).run()
-        return self._after_reconcile(report)
+    start.__doc__ = ManagerFlows.start_flow.__doc__
 
-    async def place_order(
-        self,
-        symbol: str,
-        type: str,
-        side: str,
-        amount: Any,
-        price: Any = None,
-        params: Mapping[str, Any] | None = None,
-        *,
-        allow_unsafe: bool | None = None,
-    ) -> dict[str, Any]:
-        self._check_safe("place_order", allow_unsafe)
-        with self._watch_doubt():
-            return await self._orders().place_order(symbol, type, side, amount, price, params)
+    async def _retry_loop(self) -> None:
+        while not self._closed:
+            await asyncio.sleep(0.1)
+            if not self.retry_due() or self._closing:
+                continue
+            try:
+                await self.reconcile()
+            except Exception:
+                log.exception("automatic reconcile of %s failed", self.path)
+                self._retry_at = time.monotonic() + self._retry_max_s
 
-    async def cancel_order(self, client_id_or_order: str | Mapping[str, Any], symbol: str) -> dict[str, Any]:
-        self._check_open()
-        with self._watch_doubt():
-            return await self._orders().cancel_order(client_id_or_order, symbol)
+    def _on_signal(self, signum: int) -> None:
+        if self._closing:
+            return
+        log.warning("%s: signal %d: finishing %d operation(s) in flight, then saving and closing",
+                    self.path, signum, self._in_flight)  # fmt: skip
+        self._closing = True
+        asyncio.get_running_loop().create_task(self._shutdown_on_signal(signum))
 
-    async def edit_order(
-        self,
-        client_id_or_order: str | Mapping[str, Any],
-        symbol: str,
-        type: str,
-        side: str,
-        amount: Any,
-        price: Any = None,
-        *,
-        allow_unsafe: bool | None = None,
-    ) -> dict[str, Any]:
-        self._check_safe("edit_order", allow_unsafe)
-        with self._watch_doubt():
-            return await self._orders().edit_order(client_id_or_order, symbol, type, side, amount, price)
+    async def _shutdown_on_signal(self, signum: int) -> None:
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout=30)
+        except TimeoutError:
+            log.error("%s: operations still in flight after 30 s; closing anyway (they stay pending)", self.path)
+        await self.close()
+        loop = asyncio.get_running_loop()
+        for sig, previous in self._signals.items():
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, previous)
+        self._signals.clear()
+        signal.raise_signal(signum)  # what the signal would have done without us
 
-    async def record_fill(self, trade: Mapping[str, Any], client_id: str | None = None) -> int:
-        self._check_open()
-        return await self._orders().record_fill(trade, client_id)
+    async def close(self) -> None:
+        """Graceful shutdown: final snapshot, release the journal. Idempotent; never raises."""
+        self._closing = True
+        if self._retry_task is not None and self._retry_task is not asyncio.current_task():
+            self._retry_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._retry_task
+        if self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self.io_executor(), self._close)
+        finally:
+            self._closed_event.set()
+            if self._io is not None:
+                self._io.shutdown(wait=False)
 
-    async def record_order_update(self, order: Mapping[str, Any], client_id: str | None = None) -> int:
-        self._check_open()
-        return await self._orders().record_order_update(order, client_id)
+    async def __aenter__(self) -> AsyncStateManager:
+        if self.journal is None:
+            await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -5,9 +5,9 @@ share everything but the line that sends a request:
 
 1. **Inputs** -- the journal's pending intents and the state's orders, trades,
    balances.
-2. **Gather** -- :func:`_gather` is a generator that yields the queries to send
-   and receives their answers, so one piece of code plans the requests for
-   both clients: one ``fetch_open_orders()`` for every symbol; per symbol,
+2. **Gather** -- :func:`_gather` is a flow (:mod:`recovery.flows`) that
+   yields the requests to send and receives their answers, so one piece of
+   code plans the requests for both clients: one ``fetch_open_orders()`` for every symbol; per symbol,
    either a lookup by client id (one or two orders to find) or one
    ``fetch_orders(symbol, since)`` (more: one request covers them all,
    paginated); one ``fetch_my_trades(symbol, since)`` per symbol with orders;
@@ -29,38 +29,73 @@ simply run again.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
-from collections.abc import Generator
+from collections.abc import Mapping
+from concurrent.futures import Executor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import ccxt
 
-from journal import Journal, OperationStateError
+from journal import Journal, OperationStateError, settings_from
 from journal.state.orders import OPEN_STATUSES
 from journal.state.store import StateStore
 
 from .budget import Budget
 from .decide import Action, Decision, Inputs, Observations, decide, symbols_of
+from .flows import Call, Flow, blocking, coroutine, local
 from .normalize import normalize_order, normalize_trade, to_decimal
+from .venue import settle_window_ms
 
-__all__ = ["DEFAULT_RECONCILE_SETTINGS", "AsyncReconciler", "ReconcileReport", "Reconciler"]
+__all__ = [
+    "DEFAULT_RECONCILE_SETTINGS",
+    "AsyncReconciler",
+    "ReconcileReport",
+    "ReconcileSettings",
+    "Reconciler",
+]
 
 log = logging.getLogger("recovery.reconcile")
 
-DEFAULT_RECONCILE_SETTINGS: dict[str, Any] = {
-    # Binance executes a signed request up to recvWindow (ccxt sends 10000 ms) after its timestamp,
-    # and accepts timestamps up to 1000 ms ahead of its clock
-    "settle_window_ms": 11_000,
-    "max_requests": 200,
-    "min_interval_s": 0.0,
-    "history_limit": 500,
-    "max_pages": 50,
-    "history_margin_ms": 60_000,
-    "lookup_threshold": 2,  # up to this many orders to find in a symbol: look each up by client id
-    "external_policy": "report",  # report | adopt | cancel
-}
+
+@dataclasses.dataclass(frozen=True)
+class ReconcileSettings:
+    """Settings of reconciliation (checked when built)."""
+
+    #: How long after an intent an absent order may still appear (None: the exchange's recvWindow + 1 s,
+    #: :func:`recovery.venue.settle_window_ms`; the same window the order helpers use).
+    settle_window_ms: int | None = None
+    #: Requests one reconciliation may send at most (retries included).
+    max_requests: int = 200
+    #: The least time between two requests, seconds (on top of ccxt's own rate limiter).
+    min_interval_s: float = 0.0
+    #: Retries of a request the venue refused for its rate limit (429/418, -1003).
+    rate_limit_retries: int = 3
+    #: The first backoff after a rate-limit refusal, seconds (doubling, at most 8 s).
+    rate_limit_backoff_s: float = 0.5
+    #: Page size of order and trade histories.
+    history_limit: int = 500
+    #: Pages per history at most; beyond, the history is incomplete (reported).
+    max_pages: int = 50
+    #: Histories start this long before the oldest time of interest, ms.
+    history_margin_ms: int = 60_000
+    #: Up to this many orders to find in a symbol: look each up by client id (else one history).
+    lookup_threshold: int = 2
+    #: Open orders that are not this journal's: ``report``, ``adopt`` or ``cancel``.
+    external_policy: str = "report"
+
+    def __post_init__(self) -> None:
+        if self.external_policy not in ("report", "adopt", "cancel"):
+            raise ValueError(f"external_policy must be report, adopt or cancel, got {self.external_policy!r}")
+        if self.settle_window_ms is not None and self.settle_window_ms < 0:
+            raise ValueError(f"settle_window_ms must be >= 0, got {self.settle_window_ms}")
+        if self.max_requests < 1 or self.history_limit < 1 or self.max_pages < 1:
+            raise ValueError("max_requests, history_limit and max_pages must be >= 1")
+
+
+DEFAULT_RECONCILE_SETTINGS: Mapping[str, Any] = {f.name: f.default for f in dataclasses.fields(ReconcileSettings)}
 
 
 @dataclass
@@ -81,52 +116,61 @@ class ReconcileReport:
     duration_ms: float = 0.0
 
     @property
+    def complete(self) -> bool:
+        """True when every query was answered: the state was compared with the exchange in full."""
+        return not self.errors
+
+    @property
     def clean(self) -> bool:
-        """True when nothing is left unresolved."""
-        return not self.unresolved
+        """True when the reconciliation was complete and nothing is left unresolved."""
+        return self.complete and not self.unresolved
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "complete": self.complete, "clean": self.clean}
 
     def __str__(self) -> str:
-        return (
+        text = (
             f"resolved {self.resolved}, aborted {self.aborted}, unresolved {len(self.unresolved)}, "
             f"adopted {self.adopted}, external {len(self.external)}, order updates {self.order_updates}, "
             f"fills {self.fills_applied}, balance corrections {self.balance_corrections}, "
             f"{self.requests} requests, {self.duration_ms:.0f} ms"
         )
-
-
-@dataclass(frozen=True)
-class _Query:
-    method: str
-    args: tuple[Any, ...] = ()
-    kwargs: dict[str, Any] = field(default_factory=dict)
-
-
-_Answer = tuple[Any, BaseException | None]
+        if self.errors:
+            more = f" (+{len(self.errors) - 1} more)" if len(self.errors) > 1 else ""
+            text += f"; INCOMPLETE, {len(self.errors)} error(s): {self.errors[0]}{more}"
+        return text
 
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _ask(budget: Budget, request: Call, errors: list[str], what: str) -> Flow[tuple[bool, Any]]:
+    """``(True, answer)``, or ``(False, exception)`` with the error noted; every request goes through the budget."""
+    try:
+        return True, (yield from budget.call(request))
+    except Exception as exc:  # every answer, good or bad (BudgetExhausted too), goes to the planner
+        errors.append(f"{what}: {type(exc).__name__}: {exc}")
+        return False, exc
+
+
 def _pages(
-    method: str, symbol: str, since: int, cfg: dict[str, Any], errors: list[str], norm: Any
-) -> Generator[_Query, _Answer, tuple[list[dict[str, Any]], bool, int | None]]:
+    budget: Budget, method: str, symbol: str, since: int, cfg: ReconcileSettings, errors: list[str], norm: Any
+) -> Flow[tuple[list[dict[str, Any]], bool, int | None]]:
     """Every row of a ``since``-paginated history; ``(rows, complete, ms of the first answer)``.
 
     A history is complete only when a page brings nothing new: a short page
     is not proof of the end, since venues cap page sizes below what was asked.
     """
-    limit = int(cfg["history_limit"])
+    limit = cfg.history_limit
     cursor = since
     rows: dict[str, dict[str, Any]] = {}
     first_ms: int | None = None
-    for _ in range(int(cfg["max_pages"])):
-        result, exc = yield _Query(method, (symbol,), {"since": cursor, "limit": limit})
-        if exc is not None:
-            errors.append(f"{method} {symbol}: {type(exc).__name__}: {exc}")
+    for _ in range(cfg.max_pages):
+        ok, result = yield from _ask(
+            budget, Call(method, (symbol,), {"since": cursor, "limit": limit}), errors, f"{method} {symbol}"
+        )
+        if not ok:
             return list(rows.values()), False, first_ms
         first_ms = first_ms if first_ms is not None else _now_ms()
         page = [norm(r) for r in result or []]
@@ -136,7 +180,7 @@ def _pages(
         for r in new:
             rows[str(r.get("id"))] = r
         cursor = max(cursor, max(int(r.get("timestamp") or 0) for r in new))
-    errors.append(f"{method} {symbol}: more than {cfg['max_pages']} pages; history left incomplete")
+    errors.append(f"{method} {symbol}: more than {cfg.max_pages} pages; history left incomplete")
     return list(rows.values()), False, first_ms
 
 
@@ -144,20 +188,18 @@ def _intent_ms(rec: Any) -> int:
     return int(rec.ts_ns // 1_000_000)
 
 
-def _gather(inputs: Inputs, cfg: dict[str, Any], errors: list[str]) -> Generator[_Query, _Answer, Observations]:
+def _gather(inputs: Inputs, budget: Budget, cfg: ReconcileSettings, errors: list[str]) -> Flow[Observations]:
     """Plan and interpret the exchange queries (see the module docstring)."""
     obs = Observations()
     symbols = symbols_of(inputs)
-    result, exc = yield _Query("fetch_open_orders")
-    if exc is None:
+    ok, result = yield from _ask(budget, Call("fetch_open_orders"), errors, "fetch_open_orders")
+    if ok:
         obs.open_orders_all = [normalize_order(o) for o in result or []]
         for order in obs.open_orders_all:
             if order.get("client_id") and order.get("symbol"):
                 obs.view(order["symbol"]).orders[order["client_id"]] = order
         for symbol in symbols:
             obs.view(symbol).open_ok = True
-    else:
-        errors.append(f"fetch_open_orders: {type(exc).__name__}: {exc}")
     for symbol in symbols:
         view = obs.view(symbol)
         wanted: dict[str, int] = {}  # client id -> since ms
@@ -176,9 +218,15 @@ def _gather(inputs: Inputs, cfg: dict[str, Any], errors: list[str]) -> Generator
         for known_cid, known in inputs.orders.items():
             if known.get("symbol") == symbol and known.get("status") == "open" and known_cid not in view.orders:
                 wanted[known_cid] = int(known.get("timestamp") or 0)
-        if wanted and len(wanted) <= int(cfg["lookup_threshold"]):
+        if wanted and len(wanted) <= cfg.lookup_threshold:
             for cid in sorted(wanted):
-                result, exc = yield _Query("fetch_order", (None, symbol), {"params": {"clientOrderId": cid}})
+                try:
+                    result = yield from budget.call(
+                        Call("fetch_order", (None, symbol), {"params": {"clientOrderId": cid}})
+                    )
+                    exc = None
+                except Exception as e:
+                    result, exc = None, e
                 if exc is None and result:
                     view.orders[cid] = normalize_order(result, client_id=cid)
                     view.lookups[cid] = True
@@ -189,8 +237,10 @@ def _gather(inputs: Inputs, cfg: dict[str, Any], errors: list[str]) -> Generator
                 elif exc is not None:
                     errors.append(f"fetch_order {symbol} {cid}: {type(exc).__name__}: {exc}")
         elif wanted:
-            since = max(0, min(wanted.values()) - int(cfg["history_margin_ms"]))
-            rows, complete, first_ms = yield from _pages("fetch_orders", symbol, since, cfg, errors, normalize_order)
+            since = max(0, min(wanted.values()) - cfg.history_margin_ms)
+            rows, complete, first_ms = yield from _pages(
+                budget, "fetch_orders", symbol, since, cfg, errors, normalize_order
+            )
             for order in rows:
                 if order.get("client_id"):
                     view.orders.setdefault(order["client_id"], order)
@@ -203,16 +253,14 @@ def _gather(inputs: Inputs, cfg: dict[str, Any], errors: list[str]) -> Generator
         stamps += [_intent_ms(r) for r in inputs.pending if (r.data or {}).get("symbol") == symbol]
         stamps = [s for s in stamps if s > 0]
         if stamps:
-            since = max(0, min(stamps) - int(cfg["history_margin_ms"]))
+            since = max(0, min(stamps) - cfg.history_margin_ms)
             trades, view.trades_ok, _ = yield from _pages(
-                "fetch_my_trades", symbol, since, cfg, errors, lambda t, s=symbol: normalize_trade(t, symbol=s)
+                budget, "fetch_my_trades", symbol, since, cfg, errors, lambda t, s=symbol: normalize_trade(t, symbol=s)
             )
             view.trades.extend(trades)
-    result, exc = yield _Query("fetch_balance")
-    if exc is None:
+    ok, result = yield from _ask(budget, Call("fetch_balance"), errors, "fetch_balance")
+    if ok:
         obs.balances = _balances(result or {}, inputs)
-    else:
-        errors.append(f"fetch_balance: {type(exc).__name__}: {exc}")
     return obs
 
 
@@ -232,22 +280,47 @@ def _balances(raw: dict[str, Any], inputs: Inputs) -> dict[str, dict[str, Any]]:
     return out
 
 
-class _Base:
-    def __init__(self, journal: Journal, store: StateStore, exchange: Any, **settings: Any) -> None:
-        unknown = set(settings) - set(DEFAULT_RECONCILE_SETTINGS)
-        if unknown:
-            raise ValueError(
-                f"unknown reconcile setting(s) {sorted(unknown)}; known: {sorted(DEFAULT_RECONCILE_SETTINGS)}"
-            )
-        self.cfg = {**DEFAULT_RECONCILE_SETTINGS, **settings}
-        if self.cfg["external_policy"] not in ("report", "adopt", "cancel"):
-            raise ValueError(f"external_policy must be report, adopt or cancel, got {self.cfg['external_policy']!r}")
+class ReconcileFlows:
+    """One reconciliation run as a flow; :class:`Reconciler` and :class:`AsyncReconciler` bind it to a driver.
+
+    Invariant that makes re-running safe (see the module docstring): every
+    decision comes from what the exchange said and is journaled before it
+    counts, so a second run right after the first writes nothing but its
+    report, and an interrupted run is simply run again.
+    """
+
+    def __init__(
+        self,
+        journal: Journal,
+        store: StateStore,
+        exchange: Any,
+        settings: ReconcileSettings | Mapping[str, Any] | None = None,
+        *,
+        io: Executor | None = None,
+        **kw: Any,
+    ) -> None:
+        #: The checked settings.
+        self.cfg = settings_from(ReconcileSettings, settings, owner="reconcile", **kw)
         self.journal = journal
         self.store = store
         self.exchange = exchange
+        self._io = io
+
+    def io_executor(self) -> Executor | None:
+        return self._io
+
+    def settle_window_ms(self) -> int:
+        if self.cfg.settle_window_ms is not None:
+            return int(self.cfg.settle_window_ms)
+        return settle_window_ms(self.exchange)
 
     def _budget(self) -> Budget:
-        return Budget(int(self.cfg["max_requests"]), min_interval_s=float(self.cfg["min_interval_s"]))
+        return Budget(
+            self.cfg.max_requests,
+            min_interval_s=self.cfg.min_interval_s,
+            retries=self.cfg.rate_limit_retries,
+            backoff_s=self.cfg.rate_limit_backoff_s,
+        )
 
     def _inputs(self) -> Inputs:
         view = self.store.view()
@@ -259,26 +332,30 @@ class _Base:
             balances=view["balances"],
         )
 
-    def _plan(self, budget: Budget) -> Generator[_Query, _Answer, ReconcileReport]:
-        """The whole run as a generator of queries; ``run()`` only sends them (sync or async)."""
+    def run_flow(self) -> Flow[ReconcileReport]:
+        """Settle pending operations from the exchange, then sync orders, fills and balances."""
         t0 = time.perf_counter()
-        inputs = self._inputs()
+        budget = self._budget()
+        if self.exchange is None:
+            raise ValueError("reconciliation needs an exchange")
+        inputs = yield local(self._inputs)
         errors: list[str] = []
-        obs = yield from _gather(inputs, self.cfg, errors)
-        report, externals = self._finish(inputs, obs, errors, budget, t0)
+        obs = yield from _gather(inputs, budget, self.cfg, errors)
+        report, externals = yield local(self._finish, inputs, obs, errors, budget, t0)
         for d in externals:  # external_policy="cancel"
-            _, exc = yield _Query("cancel_order", (d.data.get("id"), d.symbol))
-            if exc is None:
-                self.journal.record("external_canceled", {"id": d.data.get("id"), "symbol": d.symbol},
-                                    source="recovery")  # fmt: skip
-            else:
+            try:
+                yield from budget.call(Call("cancel_order", (d.data.get("id"), d.symbol)))
+            except Exception as exc:
                 log.warning("could not cancel external order %s on %s: %s", d.data.get("id"), d.symbol, exc)
+                continue
+            yield local(self.journal.record, "external_canceled", {"id": d.data.get("id"), "symbol": d.symbol},
+                        source="recovery")  # fmt: skip
         return report
 
     def _finish(
         self, inputs: Inputs, obs: Observations, errors: list[str], budget: Budget, t0: float
     ) -> tuple[ReconcileReport, list[Decision]]:
-        decisions = decide(inputs, obs, now_ns=time.time_ns(), settle_window_ms=int(self.cfg["settle_window_ms"]))
+        decisions = decide(inputs, obs, now_ns=time.time_ns(), settle_window_ms=self.settle_window_ms())
         report = ReconcileReport(requests=budget.requests, rate_limited=budget.rate_limited, errors=errors)
         j = self.journal
         externals_to_cancel = []
@@ -307,11 +384,11 @@ class _Base:
                 report.adopted += 1
             elif d.action is Action.EXTERNAL:
                 report.external.append({"client_id": d.client_id, "symbol": d.symbol, "id": d.data.get("id")})
-                if self.cfg["external_policy"] == "adopt":
+                if self.cfg.external_policy == "adopt":
                     key = d.client_id or f"ext:{d.data.get('id')}"  # orders are keyed by client id
                     j.record("order_update", dict(d.data, client_id=key, external=True), source="recovery",
                              wait=False)  # fmt: skip
-                elif self.cfg["external_policy"] == "cancel":
+                elif self.cfg.external_policy == "cancel":
                     externals_to_cancel.append(d)
             elif d.action is Action.BALANCES:
                 j.record("balances", {"balances": d.data, "reason": "reconciliation"}, source="recovery", wait=False)
@@ -326,45 +403,13 @@ class _Base:
         return report, externals_to_cancel
 
 
-class Reconciler(_Base):
-    """Reconciliation with a sync ccxt exchange (``exchange=None``: offline, nothing resolved)."""
+class Reconciler(ReconcileFlows):
+    """Reconciliation with a sync ccxt exchange."""
 
-    def run(self) -> ReconcileReport:
-        budget = self._budget()
-        plan = self._plan(budget)
-        try:
-            query = next(plan)
-            while True:
-                query = plan.send(self._ask(budget, query))
-        except StopIteration as done:
-            return done.value
-
-    def _ask(self, budget: Budget, query: _Query) -> _Answer:
-        if self.exchange is None:
-            return None, ccxt.NetworkError("offline: no exchange given")
-        try:
-            return budget.call(getattr(self.exchange, query.method), *query.args, **query.kwargs), None
-        except Exception as exc:  # every answer, good or bad (BudgetExhausted too), goes to the planner
-            return None, exc
+    run = blocking(ReconcileFlows.run_flow)
 
 
-class AsyncReconciler(_Base):
-    """Reconciliation with a ``ccxt.async_support`` exchange (journal writes stay blocking: < 1 ms)."""
+class AsyncReconciler(ReconcileFlows):
+    """Reconciliation with a ``ccxt.async_support`` exchange (journal writes run off the event loop)."""
 
-    async def run(self) -> ReconcileReport:
-        budget = self._budget()
-        plan = self._plan(budget)
-        try:
-            query = next(plan)
-            while True:
-                query = plan.send(await self._ask(budget, query))
-        except StopIteration as done:
-            return done.value
-
-    async def _ask(self, budget: Budget, query: _Query) -> _Answer:
-        if self.exchange is None:
-            return None, ccxt.NetworkError("offline: no exchange given")
-        try:
-            return await budget.acall(getattr(self.exchange, query.method), *query.args, **query.kwargs), None
-        except Exception as exc:
-            return None, exc
+    run = coroutine(ReconcileFlows.run_flow)

@@ -5,22 +5,24 @@ It sits on the log layer (:mod:`journal.log`) and uses it only through public na
 
 from __future__ import annotations
 
-from .autosave import AutoSaver
+from .autosave import AutoSaver, AutoSaveSettings
 from .diff import diff_states
 from .migrate import SCHEMA_VERSION, Migrations, SchemaVersionError
 from .reducers import Reducers
 from .state import State
-from .store import StateStore
+from .store import StateStore, StoreSettings
 from .validate import Violation
 
 __all__ = [
     "SCHEMA_VERSION",
+    "AutoSaveSettings",
     "AutoSaver",
     "Migrations",
     "Reducers",
     "SchemaVersionError",
     "State",
     "StateStore",
+    "StoreSettings",
     "Violation",
     "diff_states",
 ]

@@ -12,8 +12,9 @@ import ccxt
 import pytest
 
 from journal import Journal
-from recovery.aio_orders import AsyncOrderJournal, OrderAbortedError, OrderInDoubtError, OrderLookupError
+from recovery.errors import OrderAbortedError, OrderInDoubtError, OrderLookupError
 from recovery.normalize import CANCEL_NOT_APPLIED, NOT_ON_EXCHANGE
+from recovery.orders import AsyncOrderJournal
 from recovery.sim.server import Simulator
 from recovery.testing import AsyncExchanges
 from tests.helpers.orders import (

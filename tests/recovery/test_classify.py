@@ -12,8 +12,9 @@ import pytest
 
 from journal import Journal
 from recovery.classify import RULES, Action, Outcome, classify, is_definite_refusal
+from recovery.errors import OrderAbortedError
 from recovery.normalize import NOT_ON_EXCHANGE
-from recovery.orders import OrderAbortedError, OrderJournal
+from recovery.orders import OrderJournal
 from recovery.sim.server import Simulator
 from recovery.testing import make_exchange
 from tests.helpers.orders import DURABILITY

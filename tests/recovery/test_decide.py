@@ -66,6 +66,9 @@ CASES = [
      [(Action.ABORT, 1, NOT_ON_EXCHANGE)]),
     ("place absent but inside settle window", inputs([intent(1, ts_ns=FRESH_NS)]), obs(lookups={cid(1): True}),
      [(Action.UNRESOLVED, 1, "inside the settle window")]),
+    # issue 12.1: a fresh intent the exchange could not be asked about is not "inside the settle window"
+    ("place fresh, exchange not asked", inputs([intent(1, ts_ns=FRESH_NS)]), obs(),
+     [(Action.UNRESOLVED, 1, "the exchange could not be asked")]),
     ("place absent, exchange not asked (network error)", inputs([intent(1)]), obs(),
      [(Action.UNRESOLVED, 1, "the exchange could not be asked")]),
     ("place absent, history starts after the intent", inputs([intent(1)]), obs(history_from_ms=AUTH + 10**6),
@@ -78,11 +81,11 @@ CASES = [
     ("cancel: target still open, settled", inputs([intent(2, "cancel_order", client_id=cid(1))],
      {cid(1): order(cid(1))}), obs(seen=[order(cid(1))]), [(Action.ABORT, 2, CANCEL_NOT_APPLIED)]),
     ("cancel: target still open, fresh", inputs([intent(2, "cancel_order", ts_ns=FRESH_NS, client_id=cid(1))],
-     {cid(1): order(cid(1))}), obs(seen=[order(cid(1))]), [(Action.UNRESOLVED, 2, "cancel outcome unknown")]),
+     {cid(1): order(cid(1))}), obs(seen=[order(cid(1))]), [(Action.UNRESOLVED, 2, "cancel outcome unknown: inside the settle window")]),
     ("cancel: target unknown to exchange", inputs([intent(2, "cancel_order", client_id=cid(1))],
      {cid(1): order(cid(1))}), obs(lookups={cid(1): True}), [(Action.ABORT, 2, TARGET_NOT_ON_EXCHANGE)]),
     ("cancel: exchange not asked", inputs([intent(2, "cancel_order", client_id=cid(1))], {cid(1): order(cid(1))}),
-     obs(open_ok=False), [(Action.UNRESOLVED, 2, "cancel outcome unknown")]),
+     obs(open_ok=False), [(Action.UNRESOLVED, 2, "cancel outcome unknown: the exchange could not be asked")]),
     # pending edit: the new order carries the edit's client id
     ("edit: new order found", inputs([intent(3, "edit_order", client_id=cid(1))], {cid(1): order(cid(1))}),
      obs(seen=[order(cid(3)), order(cid(1), "canceled")]), [(Action.COMMIT, 3, None)]),

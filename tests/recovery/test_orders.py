@@ -13,6 +13,7 @@ import ccxt
 import pytest
 
 from journal import Journal
+from recovery.errors import OrderAbortedError, OrderInDoubtError, OrderLookupError
 from recovery.normalize import (
     CANCEL_NOT_APPLIED,
     NOT_ON_EXCHANGE,
@@ -31,9 +32,10 @@ from recovery.normalize import (
     target_of,
     to_decimal,
 )
-from recovery.orders import CLOCK_SKEW_MS, OrderAbortedError, OrderInDoubtError, OrderJournal, OrderLookupError
+from recovery.orders import OrderJournal
 from recovery.sim.server import TEST_API_KEY, TEST_SECRET, Simulator
 from recovery.testing import make_exchange
+from recovery.venue import CLOCK_SKEW_MS
 from tests.helpers.orders import (
     APPLIED,
     CANCEL,
@@ -195,7 +197,7 @@ def test_lookup_verdicts() -> None:
 
 
 def test_settings_are_checked(journal: Journal, client: ccxt.binance) -> None:
-    assert OrderJournal(journal, client).settle_window_ms == 10_000 + CLOCK_SKEW_MS  # ccxt sends recvWindow=10000
+    assert OrderJournal(journal, client).settle_window_ms() == 10_000 + CLOCK_SKEW_MS  # ccxt sends recvWindow=10000
     for bad in ({"settle_window_ms": -1}, {"lookup_retries": -1}, {"backoff_s": -0.1}):
         with pytest.raises(ValueError):
             OrderJournal(journal, client, **bad)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("journal",)  # recovery joins once its flows share one step protocol (next commit)
+PACKAGES = ("journal", "recovery")
 
 
 def _modules(package: str) -> list[Path]:

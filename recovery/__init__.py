@@ -18,6 +18,12 @@ The lifecycle of a bot with tradejournal:
 3. Autosave snapshots every 30 s and before critical operations; ``close()``
    (or SIGTERM with signal handlers) saves and releases the journal.
 
+Sync and async: the order helpers, reconciliation and the managers are written
+once, as sans-IO flows (:mod:`recovery.flows`), and bound twice: to plain
+calls for sync ccxt (``StateManager``) and to ``await`` for
+``ccxt.async_support`` (``AsyncStateManager``), where every journal write runs
+in a worker thread so the event loop never waits on an fsync.
+
 The Binance-spot simulator (:mod:`recovery.sim`, loaded on first use) and the ccxt factory
 (:mod:`recovery.exchanges`) let bot authors crash-test their own bots on
 127.0.0.1.

@@ -1,6 +1,6 @@
 """What the order helpers store, and how they read what the exchange says.
 
-Pure functions shared by :mod:`recovery.orders` and :mod:`recovery.aio_orders`
+Pure functions used by :mod:`recovery.orders` and :mod:`recovery.reconcile`
 (no I/O, no clock): they turn ccxt's order and trade dicts into the shapes of
 ``docs/records.md``, build and check intent data, keep credentials out of
 journaled error messages, and interpret a lookup's answer.

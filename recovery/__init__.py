@@ -42,6 +42,7 @@ from .errors import (
     OrderAbortedError,
     OrderInDoubtError,
     OrderLookupError,
+    OrderRefusedLocally,
     RecoveryError,
     SafeModeError,
 )
@@ -76,6 +77,7 @@ __all__ = [
     "OrderInDoubtError",
     "OrderJournal",
     "OrderLookupError",
+    "OrderRefusedLocally",
     "OrderSettings",
     "Outcome",
     "ReconcileReport",

@@ -32,7 +32,7 @@ from decimal import Decimal
 from typing import Any
 
 from journal import Record, parse_client_id
-from journal.state.orders import OPEN_STATUSES
+from journal.state.orders import OPEN_STATUSES, fills_missing
 
 from .normalize import CANCEL_NOT_APPLIED, NOT_ON_EXCHANGE, TARGET_NOT_ON_EXCHANGE
 
@@ -120,9 +120,11 @@ def _target_symbol(rec: Record, orders: Mapping[str, Mapping[str, Any]]) -> str 
 
 
 def symbols_of(inputs: Inputs) -> list[str]:
-    """Symbols reconciliation must look at: pending ops' and open orders', sorted."""
+    """Symbols reconciliation must look at: pending ops', open orders' and those of orders whose
+    reported fill the applied trades do not explain yet (issue 12.3), sorted."""
     out = {s for s in (_target_symbol(r, inputs.orders) for r in inputs.pending) if s}
-    out |= {o["symbol"] for o in inputs.orders.values() if o.get("status") in OPEN_STATUSES and o.get("symbol")}
+    out |= {o["symbol"] for o in inputs.orders.values()
+            if (o.get("status") in OPEN_STATUSES or fills_missing(o)) and o.get("symbol")}  # fmt: skip
     return sorted(out)
 
 

@@ -7,6 +7,7 @@
     ├── SafeModeError             a new order was refused: operations are unresolved or the exchange unreachable
     ├── BudgetExhausted           reconciliation spent its request budget; the rest stays unresolved
     ├── OrderLookupError          the exchange did not answer a lookup: the order's state is unknown
+    ├── OrderRefusedLocally       the order breaks the market's precision or limits: nothing journaled, nothing sent
     └── OperationError            about one journaled operation (op id, type, client id, symbol)
         ├── OrderInDoubtError     nobody can tell yet whether it happened; it stays pending
         └── OrderAbortedError     a lookup showed it did not happen; it is aborted
@@ -32,6 +33,7 @@ __all__ = [
     "OrderAbortedError",
     "OrderInDoubtError",
     "OrderLookupError",
+    "OrderRefusedLocally",
     "RecoveryError",
     "SafeModeError",
 ]
@@ -76,6 +78,20 @@ class OrderLookupError(RecoveryError):
             f"{cause.__class__.__name__}); its state is unknown; {self.remedy}"
         )
         self.client_id, self.symbol = client_id, symbol
+
+
+class OrderRefusedLocally(RecoveryError, ValueError):
+    """The order cannot be sent as given: checked against the market before anything was journaled or sent.
+
+    Amount and price must be finite, positive, representable at the market's
+    precision and within its limits (``exchange.markets[symbol]``).
+    """
+
+    remedy = "fix the amount or price (see the market's precision and limits); nothing was journaled or sent"
+
+    def __init__(self, symbol: str, problem: str) -> None:
+        super().__init__(f"order on {symbol} refused before sending: {problem}; {self.remedy}")
+        self.symbol, self.problem = symbol, problem
 
 
 @dataclass(frozen=True)

@@ -421,12 +421,17 @@ class ManagerFlows:
         price: Any = None,
         params: Params = None,
         *,
+        tag: Any = None,
         allow_unsafe: bool | None = None,
     ) -> Flow[Order]:
-        """Place an order through the journal (see :class:`~recovery.orders.OrderJournal`); refused in safe mode."""
+        """Place an order through the journal (see :class:`~recovery.orders.OrderJournal`); refused in safe mode.
+
+        ``tag`` (a grid level, a strategy leg) is journaled with the intent and kept on the order in
+        ``state["orders"]``: a crash between placing and recording the link cannot lose it.
+        """
         self._check_safe("place_order", allow_unsafe)
         with self._watch_doubt():
-            return (yield from self._orders().place_order_flow(symbol, type, side, amount, price, params))
+            return (yield from self._orders().place_order_flow(symbol, type, side, amount, price, params, tag=tag))
 
     def cancel_order_flow(self, client_id_or_order: Target, symbol: str) -> Flow[Order]:
         """Cancel an order through the journal (allowed in safe mode: it only reduces risk)."""
@@ -443,12 +448,18 @@ class ManagerFlows:
         amount: Any,
         price: Any = None,
         *,
+        tag: Any = None,
         allow_unsafe: bool | None = None,
     ) -> Flow[Order]:
-        """Replace an order through the journal; returns the new order; refused in safe mode."""
+        """Replace an order through the journal; returns the new order (keeping the old one's tag unless
+        ``tag`` is given); refused in safe mode."""
         self._check_safe("edit_order", allow_unsafe)
         with self._watch_doubt():
-            return (yield from self._orders().edit_order_flow(client_id_or_order, symbol, type, side, amount, price))
+            return (
+                yield from self._orders().edit_order_flow(
+                    client_id_or_order, symbol, type, side, amount, price, tag=tag
+                )
+            )
 
     def record_fill_flow(self, trade: Mapping[str, Any], client_id: str | None = None) -> Flow[int]:
         """Journal a fill the bot saw (websocket, polling)."""

@@ -183,15 +183,28 @@ def _amount_and_price(type: str, amount: Any, price: Any) -> tuple[Decimal, Deci
 
 
 def place_intent(
-    symbol: str, type: str, side: str, amount: Any, price: Any = None, params: Mapping[str, Any] | None = None
+    symbol: str,
+    type: str,
+    side: str,
+    amount: Any,
+    price: Any = None,
+    params: Mapping[str, Any] | None = None,
+    tag: Any = None,
 ) -> dict[str, Any]:
-    """The data of a ``place_order`` intent; ``ValueError`` for arguments no exchange would accept."""
+    """The data of a ``place_order`` intent; ``ValueError`` for arguments no exchange would accept.
+
+    ``tag`` (any plain value the journal stores) is the bot's own link to the order -- a grid level, a
+    strategy leg -- journaled with the intent, so a crash can never separate the order from it.
+    """
     qty, limit = _amount_and_price(type, amount, price)
     extra = dict(params or {})
     reserved = _RESERVED_PARAMS & set(extra)
     if reserved:
         raise ValueError(f"params may not set {sorted(reserved)}: the journal chooses the client order id")
-    return {"symbol": symbol, "side": _side(side), "type": type, "amount": qty, "price": limit, "params": extra}
+    out = {"symbol": symbol, "side": _side(side), "type": type, "amount": qty, "price": limit, "params": extra}
+    if tag is not None:
+        out["tag"] = tag
+    return out
 
 
 def target_of(target: str | Mapping[str, Any]) -> tuple[str, str | None]:
@@ -213,12 +226,12 @@ def target_of(target: str | Mapping[str, Any]) -> tuple[str, str | None]:
 
 
 def edit_intent(
-    target: str | Mapping[str, Any], symbol: str, type: str, side: str, amount: Any, price: Any
+    target: str | Mapping[str, Any], symbol: str, type: str, side: str, amount: Any, price: Any, tag: Any = None
 ) -> dict[str, Any]:
-    """The data of an ``edit_order`` intent."""
+    """The data of an ``edit_order`` intent (without ``tag``, the new order keeps the replaced one's)."""
     client_id, order_id = target_of(target)
     qty, limit = _amount_and_price(type, amount, price)
-    return {
+    out = {
         "client_id": client_id,
         "id": order_id,
         "symbol": symbol,
@@ -227,6 +240,9 @@ def edit_intent(
         "amount": qty,
         "price": limit,
     }
+    if tag is not None:
+        out["tag"] = tag
+    return out
 
 
 # ------------------------------------------------------------ credentials

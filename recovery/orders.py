@@ -53,6 +53,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
+from decimal import Decimal
 from typing import Any
 
 import ccxt
@@ -61,7 +62,7 @@ from journal import Journal, settings_from
 from journal.log import crashpoints
 
 from .classify import Action, Outcome, classify
-from .errors import OpRef, OrderAbortedError, OrderInDoubtError, OrderLookupError
+from .errors import OpRef, OrderAbortedError, OrderInDoubtError, OrderLookupError, OrderRefusedLocally
 from .flows import Call, Flow, Sleep, blocking, coroutine, local
 from .normalize import (
     Verdict,
@@ -169,11 +170,25 @@ class OrderFlows:
 
     # -- operations ----------------------------------------------------------
     def place_order_flow(
-        self, symbol: str, type: str, side: str, amount: Any, price: Any = None, params: Params = None
+        self,
+        symbol: str,
+        type: str,
+        side: str,
+        amount: Any,
+        price: Any = None,
+        params: Params = None,
+        *,
+        tag: Any = None,
     ) -> Flow[Order]:
-        """Place a ``limit`` or ``market`` order; ``params`` go to ccxt (never a client id: the journal's is used)."""
-        data = place_intent(symbol, type, side, amount, price, params)
+        """Place a ``limit`` or ``market`` order; ``params`` go to ccxt (never a client id: the journal's is used).
+
+        ``tag`` is the bot's own link to the order (a grid level, a strategy leg): journaled with the
+        intent and kept on ``state["orders"][client_id]["tag"]``, so no crash separates them. Amount and
+        price are checked against the market first (:class:`OrderRefusedLocally`: nothing journaled).
+        """
+        data = place_intent(symbol, type, side, amount, price, params, tag)
         yield Call("load_markets")  # before the intent: the request is signed right after it
+        self._check_market(symbol, type, data["amount"], data["price"])
         op = yield local(self.journal.begin, "place_order", data)
         call_params = {**data["params"], "clientOrderId": op.client_id, **_NO_RETRY}
         try:
@@ -204,11 +219,23 @@ class OrderFlows:
         return (yield from self._commit(op.op_id, normalize_order(answer, client_id=client_id)))
 
     def edit_order_flow(
-        self, client_id_or_order: Target, symbol: str, type: str, side: str, amount: Any, price: Any = None
+        self,
+        client_id_or_order: Target,
+        symbol: str,
+        type: str,
+        side: str,
+        amount: Any,
+        price: Any = None,
+        *,
+        tag: Any = None,
     ) -> Flow[Order]:
-        """Replace an order (Binance cancel-replace); returns the NEW order, whose client id is the edit op's."""
-        data = edit_intent(client_id_or_order, symbol, type, side, amount, price)
+        """Replace an order (Binance cancel-replace); returns the NEW order, whose client id is the edit op's.
+
+        The new order keeps the replaced one's ``tag`` unless ``tag`` is given.
+        """
+        data = edit_intent(client_id_or_order, symbol, type, side, amount, price, tag)
         yield Call("load_markets")
+        self._check_market(symbol, type, data["amount"], data["price"])
         op = yield local(self.journal.begin, "edit_order", data)
         call_params = {"clientOrderId": op.client_id, **_NO_RETRY}
         if data["id"] is None:
@@ -282,13 +309,67 @@ class OrderFlows:
             raise ValueError("the trade has no client id; pass client_id= (fills are applied to that order)")
         return (yield local(self.journal.record, "fill", data, op=self.journal.op_id_of(data["client_id"])))
 
+    def _check_market(self, symbol: str, type: str, amount: Any, price: Any) -> None:
+        """Refuse, before anything is journaled, an order the market's precision or limits forbid.
+
+        ccxt applies the same checks while building the request: an exception it raised there would leave
+        the operation in doubt although nothing left the process (issue 12.5).
+        """
+        try:
+            market = self.exchange.market(symbol)
+        except Exception as exc:
+            raise OrderRefusedLocally(symbol, f"unknown market ({type_name(exc)}: {exc})") from exc
+        try:
+            wire_amount = Decimal(self.exchange.amount_to_precision(symbol, wire_number(amount)))
+            wire_price = Decimal(self.exchange.price_to_precision(symbol, wire_number(price))) if price else None
+        except Exception as exc:
+            raise OrderRefusedLocally(
+                symbol,
+                f"amount {amount} or price {price} does not fit the market's precision ({type_name(exc)}: {exc})",
+            ) from exc
+        if wire_amount <= 0:
+            raise OrderRefusedLocally(symbol, f"amount {amount} rounds to {wire_amount} at the market's precision")
+        limits = market.get("limits") or {}
+        problems = _outside(limits.get("amount"), wire_amount, "amount")
+        if wire_price is not None:
+            problems += _outside(limits.get("price"), wire_price, "price")
+            problems += _outside(limits.get("cost"), wire_amount * wire_price, "cost (amount x price)")
+        if problems:
+            raise OrderRefusedLocally(symbol, "; ".join(problems))
+
     # -- outcomes ------------------------------------------------------------
     def _commit(self, op_id: int, result: dict[str, Any]) -> Flow[Order]:
         # the exchange has acknowledged the operation; the journal does not know yet
         crashpoints.reached(ORDER_ACKNOWLEDGED)
         yield local(self.journal.commit, op_id, result)
         self._failed_mono.pop(op_id, None)
+        yield from self._fetch_missing_trades(op_id, result)
         return result
+
+    def _fetch_missing_trades(self, op_id: int, order: Mapping[str, Any]) -> Flow[None]:
+        """When an answer reports more filled than the trades it carries, journal the order's trades.
+
+        A cancel's answer (and a lookup) carries ``executedQty`` but no fills; without its
+        trades the positions would never see that fill (issue 12.3). Fills are deduplicated
+        by trade id when applied, so journaling one twice changes nothing. A failure here is
+        logged, never raised: the operation itself succeeded, and reconciliation fetches
+        the trades of any order whose fill its trades do not explain.
+        """
+        filled = order.get("filled") or 0
+        carried = sum((t.get("amount") or 0 for t in order.get("trades") or ()), 0)
+        if not filled or filled <= carried or not order.get("id") or not order.get("symbol"):
+            return
+        try:
+            raw = yield Call("fetch_my_trades", (order["symbol"], None, None, {"orderId": order["id"]}))
+        except Exception as exc:
+            log.warning("op %d: trades of order %s could not be fetched (%s: %s); reconciliation will",
+                        op_id, order["id"], type(exc).__name__, exc)  # fmt: skip
+            return
+        for trade in raw or ():
+            data = normalize_trade(trade, client_id=order.get("client_id"), symbol=order["symbol"],
+                                   side=order.get("side"), order_id=order["id"])  # fmt: skip
+            if data["order_id"] == order["id"] and data["id"] is not None:
+                yield local(self.journal.record, "fill", data, op=op_id)
 
     def _abort(self, op_id: int, reason: str, cause: BaseException | None) -> Flow[None]:
         error = scrubbed_error(cause, self._secrets()) if cause is not None else None
@@ -365,6 +446,22 @@ class OrderFlows:
             return "; the order it replaces is not on the exchange"
         yield local(self.journal.record, "order_update", target, op=op_id)
         return f"; the order it replaces is {target['status']}"
+
+
+def type_name(exc: BaseException) -> str:
+    return type(exc).__name__
+
+
+def _outside(limit: Any, value: Decimal, what: str) -> list[str]:
+    if not isinstance(limit, Mapping):
+        return []
+    out = []
+    low, high = limit.get("min"), limit.get("max")
+    if low is not None and value < Decimal(str(low)):
+        out.append(f"{what} {value} is below the market's minimum {low}")
+    if high is not None and float(high) > 0 and value > Decimal(str(high)):
+        out.append(f"{what} {value} is above the market's maximum {high}")
+    return out
 
 
 class OrderJournal(OrderFlows):

@@ -40,7 +40,7 @@ from typing import Any
 import ccxt
 
 from journal import Journal, OperationStateError, settings_from
-from journal.state.orders import OPEN_STATUSES
+from journal.state.orders import OPEN_STATUSES, fills_missing
 from journal.state.store import StateStore
 
 from .budget import Budget
@@ -249,7 +249,7 @@ def _gather(inputs: Inputs, budget: Budget, cfg: ReconcileSettings, errors: list
                 view.answered_ms = first_ms
         # trades since the oldest order we care about in this symbol
         stamps = [int(o.get("timestamp") or 0) for o in inputs.orders.values()
-                  if o.get("symbol") == symbol and o.get("status") in OPEN_STATUSES]  # fmt: skip
+                  if o.get("symbol") == symbol and (o.get("status") in OPEN_STATUSES or fills_missing(o))]  # fmt: skip
         stamps += [_intent_ms(r) for r in inputs.pending if (r.data or {}).get("symbol") == symbol]
         stamps = [s for s in stamps if s > 0]
         if stamps:
@@ -394,7 +394,10 @@ class ReconcileFlows:
                 j.record("balances", {"balances": d.data, "reason": "reconciliation"}, source="recovery", wait=False)
                 report.balance_corrections += len(d.data)
         report.duration_ms = (time.perf_counter() - t0) * 1000
-        j.record("reconcile_report", report.as_dict(), source="recovery", wait=False)
+        changed = (report.resolved or report.aborted or report.adopted or report.order_updates or report.fills_applied
+                   or report.balance_corrections or report.external or report.unresolved or report.errors)  # fmt: skip
+        if changed:  # a run that found everything in order writes nothing (issue 12.8)
+            j.record("reconcile_report", report.as_dict(), source="recovery", wait=False)
         j.flush()
         level = logging.WARNING if report.unresolved or report.errors else logging.INFO
         log.log(level, "reconciliation of %s: %s", j.path, report)

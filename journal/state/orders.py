@@ -23,6 +23,7 @@ __all__ = [
     "SETTLED_STATUSES",
     "STORED_ORDER_FIELDS",
     "TRADE_FIELDS",
+    "fills_missing",
     "is_open",
 ]
 
@@ -60,3 +61,9 @@ TRADE_FIELDS = ("id", "order_id", "client_id", "symbol", "side", "amount", "pric
 def is_open(order: Mapping[str, Any]) -> bool:
     """Whether an order (a state value) is in flight or resting."""
     return order.get("status") in OPEN_STATUSES
+
+
+def fills_missing(order: Mapping[str, Any]) -> bool:
+    """Whether the exchange reported more filled than the trades applied to the order (fetch its trades)."""
+    filled = order.get("filled") or 0
+    return bool(filled) and filled > (order.get("trades_filled") or 0)

@@ -132,6 +132,8 @@ def _place_intent(state: State, rec: Record) -> None:
             "last_seq": rec.seq,
         },
     )
+    if d.get("tag") is not None:  # the bot's own link to the order (a grid level...), from the intent on
+        state.patch("orders", rec.client_id or str(rec.op), {"tag": d["tag"]})
 
 
 def _apply_order(state: State, key: str, data: dict[str, Any], seq: int) -> None:
@@ -196,7 +198,11 @@ def _edit_intent(state: State, rec: Record) -> None:
         state.patch("orders", old_key, {"edit_pending": rec.op, "last_seq": rec.seq})
     _place_intent(state, rec)
     state.put("inflight", str(rec.op), {"type": rec.type, "target": old_key, "seq": rec.seq})
-    state.patch("orders", rec.client_id or str(rec.op), {"replaces": old_key})
+    changes: dict[str, Any] = {"replaces": old_key}
+    old = state.get("orders", old_key) if old_key else None
+    if d.get("tag") is None and old is not None and old.get("tag") is not None:
+        changes["tag"] = old["tag"]  # the replacement keeps the replaced order's tag
+    state.patch("orders", rec.client_id or str(rec.op), changes)
 
 
 def _edit_commit(state: State, rec: Record) -> None:

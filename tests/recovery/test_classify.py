@@ -133,8 +133,8 @@ def final(oj: OrderJournal) -> tuple[str, dict[str, Any]]:
     journal.flush()
     op = [r for r in journal.records(kinds=["intent"])][-1].op
     assert op is not None
-    rec = journal.timeline(op)[-1]
-    return rec.kind, rec.data
+    rec = [r for r in journal.timeline(op) if r.kind in ("commit", "abort")][-1:] or journal.timeline(op)[-1:]
+    return rec[0].kind, rec[0].data
 
 
 def orders_placed(sim: Simulator) -> int:
@@ -148,7 +148,13 @@ def orders_placed(sim: Simulator) -> int:
         ("InvalidNonce", {"options": {"timeDifference": 30_000}}, None, ("limit", "0.001", "29000"), ccxt.InvalidNonce),
         ("InvalidOrder", {}, None, ("limit", "0.001", "31000", {"postOnly": True}), ccxt.InvalidOrder),
         ("InsufficientFunds", {}, None, ("limit", "100", "29000"), ccxt.InsufficientFunds),
-        ("BadRequest", {}, None, ("limit", "0.0001", "29000"), ccxt.BadRequest),
+        (
+            "BadRequest",
+            {},
+            {"code": -1013, "msg": "Filter failure: NOTIONAL"},
+            ("limit", "0.001", "29000"),
+            ccxt.BadRequest,
+        ),
         ("BadSymbol", {}, {"code": -1121}, ("limit", "0.001", "29000"), ccxt.BadSymbol),
         ("AuthenticationError", {"secret": "wrong"}, None, ("limit", "0.001", "29000"), ccxt.AuthenticationError),
         (
@@ -196,10 +202,13 @@ def test_definite_refusals_abort(
 def test_unknown_market_is_refused_by_ccxt_before_sending(
     make: Callable[..., tuple[OrderJournal, Spy]], simulator: Simulator
 ) -> None:
+    from recovery.errors import OrderRefusedLocally
+
     oj, _ = make()
-    with pytest.raises(ccxt.BadSymbol):
+    with pytest.raises(OrderRefusedLocally, match="unknown market") as info:
         oj.place_order("DOGE/USDT", "limit", "buy", "10", "0.1")
-    assert final(oj)[0] == "abort" and simulator.requests(*ORDER) == []
+    assert isinstance(info.value.__cause__, ccxt.BadSymbol)
+    assert oj.journal.last_seq == 0 and simulator.requests(*ORDER) == []  # nothing journaled, nothing sent
 
 
 @pytest.mark.integration
@@ -272,6 +281,9 @@ def test_order_not_found_on_cancel_is_looked_up(
     assert type(spy.raised[0]) is ccxt.OrderNotFound and classify(spy.raised[0], "cancel") is N
     assert (moot["status"], moot["filled"], moot["resolved_by"]) == ("canceled", Decimal("0.0004"), "lookup")
     assert final(oj) == ("commit", moot)
+    # issue 12.3: the lookup says 0.0004 filled but carries no trades: the order's trades are journaled
+    fills = [r.data for r in oj.journal.records(types=["fill"])]
+    assert [(f["order_id"], f["amount"]) for f in fills] == [(target["id"], Decimal("0.0004"))]
 
 
 @pytest.mark.integration

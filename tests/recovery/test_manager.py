@@ -285,3 +285,54 @@ def test_async_sigterm_lets_orders_in_flight_finish_then_saves_and_closes(tmp_pa
         placed = [o for o in store.state["orders"].values() if o["status"] == "open"]
     on_exchange = {o.client_order_id for o in sim.orders() if o.status == "NEW"}
     assert {o["client_id"] for o in placed} == on_exchange
+
+
+def test_fills_learned_from_a_cancel_answer_become_trades_and_positions(
+    tmp_path: Path, drive: Drive, sim: Simulator
+) -> None:
+    """Issue 12.3: the cancel answer carries executedQty, not the fills; positions must still see them."""
+    m = drive.manager(tmp_path / "j")
+    drive(m.start())
+    order = drive(m.place_order("BTC/USDT", "limit", "buy", "0.010", "29000"))
+    sim.fill(order["client_id"], amount="0.004")
+    canceled = drive(m.cancel_order(order["client_id"], "BTC/USDT"))
+    assert canceled["filled"] == D("0.004")
+    exchange_trades = sim.core.my_trades("BTC/USDT")
+    assert sum(t.qty for t in exchange_trades) == D("0.004")
+    assert m.state["positions"]["BTC/USDT"]["amount"] == D("0.004")
+    assert {t["id"] for t in m.state["trades"].values()} == {str(t.trade_id) for t in exchange_trades}
+    assert m.store is not None and m.store.validate() == []
+
+
+def test_restart_fetches_the_trades_an_order_fill_does_not_explain(
+    tmp_path: Path, drive: Drive, sim: Simulator
+) -> None:
+    """Issue 12.3: a journal whose order says filled but has no trades gets them at the next reconciliation,
+    even when the order is no longer open (trade history used to be fetched only for open orders)."""
+    path = tmp_path / "j"
+    with Journal(path) as j:
+        StateStore(j)
+        op = pending_order(j, "BTC/USDT", "0.010", "29000", sent_to=sim)
+        sim.fill(op.client_id, amount="0.010")
+        on_exchange = next(o for o in sim.orders() if o.client_order_id == op.client_id)
+        j.commit(op, {"id": str(on_exchange.order_id), "client_id": op.client_id, "symbol": "BTC/USDT",
+                      "side": "buy", "status": "closed", "amount": D("0.010"), "filled": D("0.010"),
+                      "trades": [], "timestamp": on_exchange.time_ms}, wait=True)  # fmt: skip
+    m = drive.manager(path)
+    report = drive(m.start())
+    assert report.fills_applied == 1 and report.clean
+    assert m.state["positions"]["BTC/USDT"]["amount"] == D("0.010")
+
+
+def test_a_reconcile_that_finds_nothing_new_writes_nothing(tmp_path: Path, drive: Drive) -> None:
+    """Issue 12.8: every reconcile() used to write a report (and a balances record and a snapshot)."""
+    m = drive.manager(tmp_path / "j")
+    drive(m.start())
+    drive(m.place_order("BTC/USDT", "limit", "buy", "0.01", "29000"))
+    drive(m.reconcile())  # may record the balances the order locked
+    assert m.journal is not None
+    before = m.journal.last_seq
+    for _ in range(3):
+        report = drive(m.reconcile())
+        assert report.clean
+    assert m.journal.last_seq == before

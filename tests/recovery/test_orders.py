@@ -485,3 +485,44 @@ def test_events_for_later_observations(oj: OrderJournal, journal: Journal, clien
         oj.record_fill({"id": "42", "amount": 1, "price": 1})
     foreign = oj.record_order_update({"id": "9", "clientOrderId": "web_abc", "symbol": SYMBOL, "status": "open"})
     assert journal.get(foreign).op is None
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("amount", "price", "problem"),
+    [
+        (Decimal("1e999999"), "29000", "precision"),  # issue 12.5: ccxt raised decimal.InvalidOperation locally
+        ("0.0001", "29000", "cost"),  # below the market's minimum notional
+        ("0.0000001", "29000", "minimum amount precision"),  # below the amount step
+        ("100000000", "29000", "maximum"),
+    ],
+)
+def test_an_order_the_market_forbids_is_refused_before_anything_is_journaled_or_sent(
+    oj: OrderJournal, simulator: Simulator, amount: Any, price: str, problem: str
+) -> None:
+    from recovery.errors import OrderRefusedLocally
+
+    simulator.log.clear()
+    before = oj.journal.last_seq
+    with pytest.raises(OrderRefusedLocally, match=problem):
+        oj.place_order(SYMBOL, "limit", "buy", amount, price)
+    assert oj.journal.last_seq == before  # nothing journaled: no intent left to reconcile
+    assert not simulator.requests("POST", "/api/v3/order")  # nothing sent
+
+
+@pytest.mark.integration
+def test_a_tag_rides_with_the_intent_and_stays_on_the_order(tmp_path: Path, simulator: Simulator) -> None:
+    """Issue 12.6: a grid bot's link between a level and its order cannot be lost to a crash."""
+    from journal import StateStore
+
+    with Journal(tmp_path / "j", durability=DURABILITY) as j:
+        store = StateStore(j)
+        ex = make_exchange(simulator.url)
+        oj = OrderJournal(j, ex, **FAST)
+        order = oj.place_order(SYMBOL, "limit", "buy", "0.001", "29000", tag={"grid": "g1", "level": 7})
+        intent = j.timeline(order["client_id"])[0]
+        assert intent.data["tag"] == {"grid": "g1", "level": 7}  # durable before the order was sent
+        assert store.state["orders"][order["client_id"]]["tag"] == {"grid": "g1", "level": 7}
+        new = oj.edit_order(order["client_id"], SYMBOL, "limit", "buy", "0.001", "28900")
+        assert store.state["orders"][new["client_id"]]["tag"] == {"grid": "g1", "level": 7}
+        ex.session.close()

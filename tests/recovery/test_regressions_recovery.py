@@ -35,6 +35,16 @@ class FakeExchange:
         self.open_orders = open_orders
         self.calls: list[str] = []
 
+    # ccxt's local helpers, as the order helpers call them before journaling an intent
+    def market(self, symbol):
+        return {"symbol": symbol, "limits": {}}
+
+    def amount_to_precision(self, symbol, amount):
+        return str(amount)
+
+    def price_to_precision(self, symbol, price):
+        return str(price)
+
     def fetch_open_orders(self, *a, **k):
         self.calls.append("fetch_open_orders")
         if self.open_orders is not None:

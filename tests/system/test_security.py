@@ -34,7 +34,7 @@ def test_no_secret_in_journal_logs_backups_or_dump(tmp_path: Path, caplog: pytes
             m.place_order("BTC/USDT", "limit", "buy", "0.01", "29000")
             sim.faults.arm("POST", "/api/v3/order", "reject", code=-2010)
             with pytest.raises(ccxt.InsufficientFunds):
-                m.place_order("BTC/USDT", "limit", "buy", "1000", "29000")
+                m.place_order("BTC/USDT", "limit", "buy", "100", "29000")
             sim.faults.arm("POST", "/api/v3/order", "commit_then_drop")
             m.place_order("BTC/USDT", "limit", "buy", "0.01", "29100")
             assert m.store is not None

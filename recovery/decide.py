@@ -35,6 +35,7 @@ from journal import Record, parse_client_id
 from journal.state.orders import OPEN_STATUSES, fills_missing
 
 from .normalize import CANCEL_NOT_APPLIED, NOT_ON_EXCHANGE, TARGET_NOT_ON_EXCHANGE
+from .venue import CLOCK_SKEW_MS
 
 __all__ = [
     "Action",
@@ -144,9 +145,15 @@ def _authoritative_absent(view: SymbolView, client_id: str | None, since_ms: int
 
 
 def _settled(view: SymbolView, client_id: str | None, intent_ms: int, now_ms: int, window_ms: int) -> bool:
-    """Had the settle window passed when the exchange gave its answer about ``client_id``?"""
+    """Had the settle window passed when the exchange gave its answer about ``client_id``?
+
+    Times are the exchange's (reconciliation measures its clock). A request signed more than
+    :data:`~recovery.venue.CLOCK_SKEW_MS` ahead of the exchange's clock was refused on arrival
+    (Binance -1021), so an intent stamped that far in the future (the bot's clock was ahead, then
+    stepped back) is settled at once instead of keeping the bot in safe mode for the whole step.
+    """
     asked = view.lookup_ms.get(client_id or "") or view.answered_ms or now_ms
-    return intent_ms <= asked - window_ms
+    return intent_ms <= asked - window_ms or intent_ms > asked + CLOCK_SKEW_MS
 
 
 def _order_changed(known: Mapping[str, Any], seen: Mapping[str, Any]) -> bool:

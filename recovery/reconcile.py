@@ -141,8 +141,37 @@ class ReconcileReport:
         return text
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
+class ExchangeClock:
+    """The exchange's clock, as estimated from its ``fetch_time`` answer (issue 12.4).
+
+    The settle window is judged against the exchange's time, not the bot's: Binance executes a
+    signed request only while its own clock is within ``recvWindow`` of the request's timestamp,
+    so "absent once the exchange's clock has passed the intent's time plus the window" holds
+    whatever the local wall clock did in between (a step back used to keep the bot in safe mode
+    for as long as the step; a step forward could have aborted an order still able to execute).
+    Without an answer the local clock stands in.
+    """
+
+    def __init__(self) -> None:
+        self.offset_ms = 0
+        self.known = False
+
+    def now_ms(self) -> int:
+        return time.time_ns() // 1_000_000 + self.offset_ms
+
+    def measure(self, budget: Budget, errors: list[str]) -> Flow[None]:
+        before = time.time_ns() // 1_000_000
+        try:
+            server = yield from budget.call(Call("fetch_time"))
+        except Exception as exc:  # not an error of the reconciliation: the local clock stands in
+            log.warning(
+                "fetch_time failed (%s: %s): judging settle windows by the local clock", type(exc).__name__, exc
+            )
+            return
+        after = time.time_ns() // 1_000_000
+        if isinstance(server, int | float):
+            self.offset_ms = int(server) - (before + after) // 2
+            self.known = True
 
 
 def _ask(budget: Budget, request: Call, errors: list[str], what: str) -> Flow[tuple[bool, Any]]:
@@ -155,7 +184,14 @@ def _ask(budget: Budget, request: Call, errors: list[str], what: str) -> Flow[tu
 
 
 def _pages(
-    budget: Budget, method: str, symbol: str, since: int, cfg: ReconcileSettings, errors: list[str], norm: Any
+    budget: Budget,
+    clock: ExchangeClock,
+    method: str,
+    symbol: str,
+    since: int,
+    cfg: ReconcileSettings,
+    errors: list[str],
+    norm: Any,
 ) -> Flow[tuple[list[dict[str, Any]], bool, int | None]]:
     """Every row of a ``since``-paginated history; ``(rows, complete, ms of the first answer)``.
 
@@ -172,7 +208,7 @@ def _pages(
         )
         if not ok:
             return list(rows.values()), False, first_ms
-        first_ms = first_ms if first_ms is not None else _now_ms()
+        first_ms = first_ms if first_ms is not None else clock.now_ms()
         page = [norm(r) for r in result or []]
         new = [r for r in page if str(r.get("id")) not in rows]
         if not new:
@@ -188,9 +224,13 @@ def _intent_ms(rec: Any) -> int:
     return int(rec.ts_ns // 1_000_000)
 
 
-def _gather(inputs: Inputs, budget: Budget, cfg: ReconcileSettings, errors: list[str]) -> Flow[Observations]:
+def _gather(
+    inputs: Inputs, budget: Budget, clock: ExchangeClock, cfg: ReconcileSettings, errors: list[str]
+) -> Flow[Observations]:
     """Plan and interpret the exchange queries (see the module docstring)."""
     obs = Observations()
+    if inputs.pending:
+        yield from clock.measure(budget, errors)
     symbols = symbols_of(inputs)
     ok, result = yield from _ask(budget, Call("fetch_open_orders"), errors, "fetch_open_orders")
     if ok:
@@ -230,16 +270,16 @@ def _gather(inputs: Inputs, budget: Budget, cfg: ReconcileSettings, errors: list
                 if exc is None and result:
                     view.orders[cid] = normalize_order(result, client_id=cid)
                     view.lookups[cid] = True
-                    view.lookup_ms[cid] = _now_ms()
+                    view.lookup_ms[cid] = clock.now_ms()
                 elif isinstance(exc, ccxt.OrderNotFound):
                     view.lookups[cid] = True  # authoritative: the exchange does not know it
-                    view.lookup_ms[cid] = _now_ms()
+                    view.lookup_ms[cid] = clock.now_ms()
                 elif exc is not None:
                     errors.append(f"fetch_order {symbol} {cid}: {type(exc).__name__}: {exc}")
         elif wanted:
             since = max(0, min(wanted.values()) - cfg.history_margin_ms)
             rows, complete, first_ms = yield from _pages(
-                budget, "fetch_orders", symbol, since, cfg, errors, normalize_order
+                budget, clock, "fetch_orders", symbol, since, cfg, errors, normalize_order
             )
             for order in rows:
                 if order.get("client_id"):
@@ -255,7 +295,14 @@ def _gather(inputs: Inputs, budget: Budget, cfg: ReconcileSettings, errors: list
         if stamps:
             since = max(0, min(stamps) - cfg.history_margin_ms)
             trades, view.trades_ok, _ = yield from _pages(
-                budget, "fetch_my_trades", symbol, since, cfg, errors, lambda t, s=symbol: normalize_trade(t, symbol=s)
+                budget,
+                clock,
+                "fetch_my_trades",
+                symbol,
+                since,
+                cfg,
+                errors,
+                lambda t, s=symbol: normalize_trade(t, symbol=s),
             )
             view.trades.extend(trades)
     ok, result = yield from _ask(budget, Call("fetch_balance"), errors, "fetch_balance")
@@ -340,8 +387,9 @@ class ReconcileFlows:
             raise ValueError("reconciliation needs an exchange")
         inputs = yield local(self._inputs)
         errors: list[str] = []
-        obs = yield from _gather(inputs, budget, self.cfg, errors)
-        report, externals = yield local(self._finish, inputs, obs, errors, budget, t0)
+        clock = ExchangeClock()
+        obs = yield from _gather(inputs, budget, clock, self.cfg, errors)
+        report, externals = yield local(self._finish, inputs, obs, errors, budget, t0, clock)
         for d in externals:  # external_policy="cancel"
             try:
                 yield from budget.call(Call("cancel_order", (d.data.get("id"), d.symbol)))
@@ -353,9 +401,10 @@ class ReconcileFlows:
         return report
 
     def _finish(
-        self, inputs: Inputs, obs: Observations, errors: list[str], budget: Budget, t0: float
+        self, inputs: Inputs, obs: Observations, errors: list[str], budget: Budget, t0: float, clock: ExchangeClock
     ) -> tuple[ReconcileReport, list[Decision]]:
-        decisions = decide(inputs, obs, now_ns=time.time_ns(), settle_window_ms=self.settle_window_ms())
+        now_ns = clock.now_ms() * 1_000_000
+        decisions = decide(inputs, obs, now_ns=now_ns, settle_window_ms=self.settle_window_ms())
         report = ReconcileReport(requests=budget.requests, rate_limited=budget.rate_limited, errors=errors)
         j = self.journal
         externals_to_cancel = []

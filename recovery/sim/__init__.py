@@ -11,6 +11,7 @@ The simulator is its own layer: it imports nothing of the client side of
 - :mod:`recovery.sim.http` -- the Binance spot REST dialect and signatures;
 - :mod:`recovery.sim.wire` -- JSON shapes as Binance sends them;
 - :mod:`recovery.sim.faults` -- fault kinds, the request log, the weight limiter;
+- :mod:`recovery.sim.settings` -- the knobs (:class:`Settings`): limits, lag, archive;
 - :mod:`recovery.sim.control` -- the ``/_sim/`` control endpoints.
 """
 
@@ -20,8 +21,10 @@ from .core import Balance, ExchangeCore, Market, Order, Trade
 from .errors import ExchangeRejected, SimulatorError
 from .faults import Faults, LoggedRequest, RequestLog
 from .server import TEST_API_KEY, TEST_SECRET, Simulator, SimulatorClient
+from .settings import DEFAULT_SETTINGS, Settings
 
 __all__ = [
+    "DEFAULT_SETTINGS",
     "TEST_API_KEY",
     "TEST_SECRET",
     "Balance",
@@ -32,6 +35,7 @@ __all__ = [
     "Market",
     "Order",
     "RequestLog",
+    "Settings",
     "Simulator",
     "SimulatorClient",
     "SimulatorError",

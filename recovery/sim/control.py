@@ -15,6 +15,8 @@ GET    /_sim/balances       ``{"USDT": {"free": "...", "locked": "..."}, ...}``
 GET    /_sim/requests       the request log; query ``method=`` and ``path=`` filter it
 DELETE /_sim/requests       clear the request log
 GET    /_sim/faults         the armed faults
+GET    /_sim/settings       the knobs in force (:mod:`recovery.sim.settings`)
+POST   /_sim/settings       ``{"weight_limit_1m": 1200, ...}``: change some knobs -> all of them
 POST   /_sim/fill           ``{"order": 12 | "cid", "amount"?: "0.1", "price"?: "29000"}`` -> trade
 POST   /_sim/cancel         ``{"order": ...}`` -> the canceled order
 POST   /_sim/price          ``{"symbol": "BTC/USDT", "price": "31000", "match"?: true}`` -> trades
@@ -130,6 +132,10 @@ def control_handler(app: BinanceApp) -> Callable[[str, str, str, bytes], Reply]:
                 result = balances()
             elif key == ("POST", "/_sim/fault"):
                 result = fault(body)
+            elif key == ("GET", "/_sim/settings"):
+                result = core.settings.to_json()
+            elif key == ("POST", "/_sim/settings"):
+                result = core.configure(**body).to_json()
             else:
                 return Reply(404, json.dumps({"error": f"no control endpoint {method} {path}"}).encode())
         except (SimulatorError, ValueError, KeyError, TypeError) as exc:

@@ -44,7 +44,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from decimal import ROUND_DOWN, Context, Decimal, localcontext
-from typing import Literal
+from typing import Any, Literal
 
 from recovery.sim.model import (
     CLIENT_ID_PATTERN,
@@ -62,6 +62,7 @@ from recovery.sim.model import (
     new_client_id,
 )
 from recovery.sim.model import to_decimal as _d
+from recovery.sim.settings import Settings
 
 __all__ = [
     "CLIENT_ID_PATTERN",
@@ -96,7 +97,9 @@ class ExchangeCore:
     """Orders, trades, balances and prices of one simulated Binance spot account.
 
     Thread-safe (one re-entrant lock). ``clock_ms`` returns the exchange's time
-    in milliseconds; inject one to make times deterministic.
+    in milliseconds; inject one to make times deterministic. ``settings`` are
+    the knobs of :mod:`recovery.sim.settings` (a :class:`Settings` or a mapping
+    of changes to the defaults); :meth:`configure` changes them later.
     """
 
     def __init__(
@@ -108,10 +111,12 @@ class ExchangeCore:
         fee_rate: Number = "0.001",
         fee_asset: Literal["received", "quote"] = "received",
         clock_ms: Callable[[], int] | None = None,
+        settings: Settings | Mapping[str, Any] | None = None,
     ) -> None:
         if fee_asset not in ("received", "quote"):
             raise ValueError(f"fee_asset must be 'received' or 'quote', got {fee_asset!r}")
         self.lock = threading.RLock()
+        self.settings = Settings.of(settings)  # replaced whole, never mutated
         self._markets = {m.id: m for m in (DEFAULT_MARKETS if markets is None else markets)}
         if not self._markets:
             raise ValueError("ExchangeCore needs at least one market")
@@ -153,6 +158,12 @@ class ExchangeCore:
         if found is None:
             raise ExchangeRejected(-1121, "Invalid symbol.")
         return found
+
+    def configure(self, **changes: Any) -> Settings:
+        """Change some knobs (see :mod:`recovery.sim.settings`); returns the new settings."""
+        with self.lock:
+            self.settings = self.settings.replace(**changes)
+            return self.settings
 
     def now_ms(self) -> int:
         return int(self._clock())

@@ -41,8 +41,9 @@ on ``DELETE /api/v3/order`` therefore cancels, then the re-sent cancel gets
 the retry simply succeeds. Sync ccxt never re-sends.
 
 The weight limiter counts Binance's request weight per calendar minute of the
-core's clock, sends ``X-MBX-USED-WEIGHT-1M`` on every answer, and, when a
-limit is set (off by default), answers 429 -1003 over it (DDoSProtection).
+core's clock, sends ``X-MBX-USED-WEIGHT-1M`` on every answer, and, when the
+``weight_limit_1m`` setting is set (:mod:`recovery.sim.settings`), answers
+429 -1003 over it (DDoSProtection).
 
 The request log records every ``/api/...`` request: method, path, decoded
 parameters without ``signature``, status (``None`` when dropped), Binance error
@@ -247,22 +248,21 @@ def request_weight(method: str, path: str, params: Mapping[str, str]) -> int:
 
 
 class WeightLimiter:
-    """Per-minute REQUEST_WEIGHT counter; ``limit=None`` only counts."""
+    """Per-minute REQUEST_WEIGHT counter; a ``limit`` of ``None`` only counts."""
 
-    def __init__(self, limit: int | None = None) -> None:
-        self.limit = limit
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._minute = -1
         self._used = 0
 
-    def add(self, weight: int, now_ms: int) -> tuple[int, bool]:
-        """Count ``weight``; returns (used this minute, over the limit)."""
+    def add(self, weight: int, now_ms: int, limit: int | None) -> tuple[int, bool]:
+        """Count ``weight``; returns (used this minute, over ``limit``)."""
         with self._lock:
             minute = now_ms // 60_000
             if minute != self._minute:
                 self._minute, self._used = minute, 0
             self._used += weight
-            return self._used, self.limit is not None and self._used > self.limit
+            return self._used, limit is not None and self._used > limit
 
     def reset(self) -> None:
         with self._lock:

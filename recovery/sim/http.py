@@ -86,12 +86,11 @@ class BinanceApp:
         api_key: str,
         secret: str,
         fault_delay_s: float = 2.0,
-        weight_limit_1m: int | None = None,
     ) -> None:
         self.core = core
         self.faults = Faults()
         self.log = RequestLog()
-        self.limiter = WeightLimiter(weight_limit_1m)
+        self.limiter = WeightLimiter()
         self.fault_delay_s = fault_delay_s
         self.stopping = threading.Event()  # wakes delayed answers at stop
         self._api_key = api_key
@@ -126,7 +125,9 @@ class BinanceApp:
             if k != "signature"
         }
         fault = self.faults.take(method, path)
-        used, over = self.limiter.add(request_weight(method, path, params), self.core.now_ms())
+        used, over = self.limiter.add(
+            request_weight(method, path, params), self.core.now_ms(), self.core.settings.weight_limit_1m
+        )
         reply = self._answer(method, path, raw_query, raw_body, params, api_key, fault, over)
         if not reply.drop:
             reply.headers["X-MBX-USED-WEIGHT-1M"] = str(used)
@@ -193,7 +194,7 @@ class BinanceApp:
         return reply
 
     def _too_much_weight(self) -> Reply:
-        limit = self.limiter.limit or _BINANCE_MAX_WEIGHT
+        limit = self.core.settings.weight_limit_1m or _BINANCE_MAX_WEIGHT
         reply = Reply.error(
             429,
             -1003,
@@ -253,7 +254,9 @@ class BinanceApp:
 
     # -------------------------------------------------------------- endpoints
     def _exchange_info(self, params: dict[str, str]) -> Reply:
-        return Reply.json(200, wire.exchange_info_json(self.core, self.limiter.limit or _BINANCE_MAX_WEIGHT))
+        return Reply.json(
+            200, wire.exchange_info_json(self.core, self.core.settings.weight_limit_1m or _BINANCE_MAX_WEIGHT)
+        )
 
     def _order_request(self, params: dict[str, str], client_id_param: str) -> OrderRequest:
         side = wire.mandatory(params, "side")

@@ -44,6 +44,7 @@ from recovery.sim.control import control_handler
 from recovery.sim.core import Balance, ExchangeCore, Market, Order, SimulatorError, Trade
 from recovery.sim.faults import Faults, LoggedRequest, RequestLog
 from recovery.sim.http import BinanceApp, SimHTTPServer
+from recovery.sim.settings import Settings
 
 __all__ = ["TEST_API_KEY", "TEST_SECRET", "Simulator", "SimulatorClient", "main"]
 
@@ -59,7 +60,9 @@ class Simulator:
     ``start()``/``stop()`` take milliseconds; ``stop()`` is idempotent and closes
     every connection (a delayed answer is dropped); ``start()`` after ``stop()``
     serves the same core on the same port again. Serving threads are daemons.
-    ``fee_rate``/``fee_asset`` are ignored when ``core`` is given.
+    ``fee_rate``/``fee_asset`` are ignored when ``core`` is given; ``settings``
+    are the knobs of :mod:`recovery.sim.settings` (a mapping of changes to the
+    defaults, or a :class:`~recovery.sim.settings.Settings`).
     The core (``sim.core``), faults (``sim.faults``) and request log
     (``sim.log``) are thread-safe and may be used while requests run.
     """
@@ -79,21 +82,25 @@ class Simulator:
         api_key: str = TEST_API_KEY,
         secret: str = TEST_SECRET,
         fault_delay_s: float = 2.0,
-        weight_limit_1m: int | None = None,
+        settings: Settings | Mapping[str, Any] | None = None,
     ) -> None:
         if host != "127.0.0.1":
             raise ValueError(f"the exchange simulator binds to 127.0.0.1 only, not {host!r}")
         if not 0 <= port <= 65535:
             raise ValueError(f"port must be in 0..65535, got {port}")
-        if core is not None and (markets, prices, balances, clock_ms) != (None, None, None, None):
-            raise ValueError("pass either core= or markets/prices/balances/clock_ms, not both")
+        if core is not None and (markets, prices, balances, clock_ms, settings) != (None,) * 5:
+            raise ValueError("pass either core= or markets/prices/balances/clock_ms/settings, not both")
         self.host, self._port = host, port
         self.core = core or ExchangeCore(
-            markets, prices=prices, balances=balances, fee_rate=fee_rate, fee_asset=fee_asset, clock_ms=clock_ms
+            markets,
+            prices=prices,
+            balances=balances,
+            fee_rate=fee_rate,
+            fee_asset=fee_asset,
+            clock_ms=clock_ms,
+            settings=settings,
         )
-        self.app = BinanceApp(
-            self.core, api_key=api_key, secret=secret, fault_delay_s=fault_delay_s, weight_limit_1m=weight_limit_1m
-        )
+        self.app = BinanceApp(self.core, api_key=api_key, secret=secret, fault_delay_s=fault_delay_s)
         self.app.control = control_handler(self.app)
         self._server: SimHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -153,12 +160,13 @@ class Simulator:
         return self.app.log
 
     @property
-    def weight_limit_1m(self) -> int | None:
-        return self.app.limiter.limit
+    def settings(self) -> Settings:
+        """The knobs in force (:mod:`recovery.sim.settings`); change them with :meth:`configure`."""
+        return self.core.settings
 
-    @weight_limit_1m.setter
-    def weight_limit_1m(self, limit: int | None) -> None:
-        self.app.limiter.limit = limit
+    def configure(self, **changes: Any) -> Settings:
+        """Turn some knobs, e.g. ``sim.configure(weight_limit_1m=1200)``; an unknown name is a ``ValueError``."""
+        return self.core.configure(**changes)
 
     def requests(self, method: str | None = None, path: str | None = None) -> list[LoggedRequest]:
         return self.app.log.requests(method, path)
@@ -240,6 +248,13 @@ class SimulatorClient:
     def up(self) -> None:
         self._call("POST", "/_sim/fault", {"action": "up"})
 
+    def configure(self, **changes: Any) -> dict[str, Any]:
+        """Turn some knobs (``POST /_sim/settings``); returns all settings as JSON."""
+        return dict(self._call("POST", "/_sim/settings", changes))
+
+    def settings(self) -> dict[str, Any]:
+        return dict(self._call("GET", "/_sim/settings"))
+
     def orders(self) -> list[dict[str, Any]]:
         return list(self._call("GET", "/_sim/orders"))
 
@@ -290,13 +305,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--fee-rate", default="0.001", help="fee rate (default 0.001)")
     parser.add_argument("--fault-delay", type=float, default=2.0, help="commit_then_delay default, seconds")
-    parser.add_argument("--weight-limit", type=int, default=None, help="REQUEST_WEIGHT per minute (default: off)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KNOB=JSON",
+        help="a simulator setting, repeatable, e.g. --set weight_limit_1m=1200 (see recovery.sim.settings)",
+    )
     args = parser.parse_args(argv)
     prices = _pairs(args.price, "price")
-    core = ExchangeCore(balances=_pairs(args.balance, "balance") or None, fee_rate=args.fee_rate)
+    knobs: dict[str, Any] = {}
+    for name, value in _pairs(args.set, "set").items():
+        try:
+            knobs[name] = json.loads(value)
+        except json.JSONDecodeError:
+            raise SystemExit(f'--set {name}= wants a JSON value (e.g. 500, null, ["order"]), got {value!r}') from None
+    try:
+        settings = Settings.of(knobs)
+    except ValueError as exc:
+        raise SystemExit(f"--set: {exc}") from None
+    core = ExchangeCore(balances=_pairs(args.balance, "balance") or None, fee_rate=args.fee_rate, settings=settings)
     for symbol, price in prices.items():
         core.set_price(symbol, price)
-    sim = Simulator(port=args.port, core=core, fault_delay_s=args.fault_delay, weight_limit_1m=args.weight_limit)
+    sim = Simulator(port=args.port, core=core, fault_delay_s=args.fault_delay)
     done = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: done.set())

@@ -407,7 +407,7 @@ def test_weight_header_and_limit(simulator: Simulator, exchange: ccxt.binance) -
     assert exchange.last_response_headers["X-MBX-USED-WEIGHT-1M"] == "20"
     exchange.fetch_open_orders()
     assert exchange.last_response_headers["X-MBX-USED-WEIGHT-1M"] == "100"
-    simulator.weight_limit_1m = 110
+    simulator.configure(weight_limit_1m=110)
     exchange.fetch_open_orders("BTC/USDT")
     with pytest.raises(ccxt.DDoSProtection, match="-1003"):
         exchange.fetch_balance()
@@ -497,6 +497,8 @@ def test_runs_as_a_process_until_sigterm() -> None:
             "USDT=500",
             "--balance",
             "BTC=0.5",
+            "--set",
+            "weight_limit_1m=1200",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -508,6 +510,7 @@ def test_runs_as_a_process_until_sigterm() -> None:
         assert url.startswith("http://127.0.0.1:")
         control = SimulatorClient(url)
         assert control.balances()["USDT"]["free"] == "500.00000000"
+        assert control.settings()["weight_limit_1m"] == 1200
         exchange = make_exchange(url)
         order = exchange.create_order("BTC/USDT", "market", "sell", 0.01, params={"clientOrderId": "proc-1"})
         assert order["average"] == 31000

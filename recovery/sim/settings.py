@@ -1,0 +1,73 @@
+"""The simulator's knobs: how strict, how laggy, how forgetful the simulated Binance is.
+
+One frozen :class:`Settings` per exchange core (``core.settings``), replaced
+whole by :meth:`Settings.replace` (so a reader never sees half a change).
+Defaults follow Binance's own spot API documentation
+(binance/binance-spot-api-docs: rest-api.md, errors.md, filters.md); where
+Binance's default is "consistent" (no lag) the knob is off.
+
+======================= ============ =========================================================
+knob                    default      what it does
+======================= ============ =========================================================
+``weight_limit_1m``     ``None``     REQUEST_WEIGHT per minute, beyond it 429 -1003 with
+                                     Retry-After (rest-api.md "IP Limits"); ``None``: count
+                                     only (Binance: 6000)
+======================= ============ =========================================================
+
+Set them at construction (``Simulator(settings={"weight_limit_1m": 1200})``), at run time
+(``sim.configure(weight_limit_1m=1200)``), from another process
+(``SimulatorClient(url).configure(weight_limit_1m=1200)``, i.e. ``POST /_sim/settings``)
+or on the command line (``python -m recovery.sim --set weight_limit_1m=1200``). An
+unknown name is a ``ValueError`` naming the known ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["DEFAULT_SETTINGS", "Settings"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The simulator's knobs (see the module docstring for each one)."""
+
+    weight_limit_1m: int | None = None
+
+    def __post_init__(self) -> None:
+        for name, low, optional in (("weight_limit_1m", 1, True),):
+            value = getattr(self, name)
+            if value is None and optional:
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                none = " or None" if optional else ""
+                raise ValueError(f"simulator setting {name} must be an integer >= {low}{none}, got {value!r}")
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes``; an unknown name is a ``ValueError`` that lists the known ones."""
+        unknown = sorted(set(changes) - set(self.names()))
+        if unknown:
+            raise ValueError(f"unknown simulator setting(s) {unknown}; the settings are {self.names()}")
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def of(cls, settings: Settings | Mapping[str, Any] | None) -> Settings:
+        """``settings`` itself, the defaults (``None``), or the defaults with a mapping's changes."""
+        if settings is None:
+            return DEFAULT_SETTINGS
+        if isinstance(settings, Settings):
+            return settings
+        return DEFAULT_SETTINGS.replace(**settings)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+DEFAULT_SETTINGS = Settings()

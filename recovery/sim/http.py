@@ -33,7 +33,6 @@ from urllib.parse import parse_qsl, urlsplit
 
 from recovery.sim import wire
 from recovery.sim.core import (
-    CLIENT_ID_PATTERN,
     ExchangeCore,
     ExchangeRejected,
     OrderRequest,
@@ -283,7 +282,7 @@ class BinanceApp:
             quote_order_qty=wire.decimal_param(params, "quoteOrderQty"),
             price=wire.decimal_param(params, "price"),
             time_in_force=tif,
-            client_order_id=params.get(client_id_param) or None,
+            client_order_id=wire.client_id_param(params, client_id_param),
         )
 
     def _new_order(self, params: dict[str, str]) -> Reply:
@@ -305,7 +304,7 @@ class BinanceApp:
 
     def _order_ref(self, params: dict[str, str], id_name: str, client_name: str) -> tuple[int | None, str | None]:
         order_id = wire.int_param(params, id_name)
-        client_id = params.get(client_name) or None
+        client_id = wire.client_id_param(params, client_name)
         if order_id is None and client_id is None:
             raise ExchangeRejected(
                 -1102, f"Param '{client_name}' or '{id_name}' must be sent, but both were empty/null!"
@@ -319,12 +318,7 @@ class BinanceApp:
         return Reply.json(200, wire.query_order_json(order))
 
     def _cancel_id(self, params: dict[str, str], name: str) -> str:
-        cancel_id = params.get(name) or new_client_id()
-        if not CLIENT_ID_PATTERN.match(cancel_id):
-            raise ExchangeRejected(
-                -1100, f"Illegal characters found in parameter '{name}'; legal range is '{CLIENT_ID_PATTERN.pattern}'."
-            )
-        return cancel_id
+        return wire.client_id_param(params, name) or new_client_id()
 
     def _cancel_order(self, params: dict[str, str]) -> Reply:
         symbol = wire.mandatory(params, "symbol")

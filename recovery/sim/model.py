@@ -33,8 +33,9 @@ __all__ = [
     "to_decimal",
 ]
 
-#: Binance's rule for ``newClientOrderId`` (and the cancel's ``newClientOrderId``).
-CLIENT_ID_PATTERN = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
+#: Binance spot's rule for every client order id parameter (fix-api.md: "Client order ID fields must
+#: conform to the regex ``^[a-zA-Z0-9-_]{1,36}$``"; REST answers -1100 otherwise).
+CLIENT_ID_PATTERN = re.compile(r"^[a-zA-Z0-9-_]{1,36}$")
 OPEN_STATUSES = frozenset({"NEW", "PARTIALLY_FILLED"})
 _ZERO = Decimal(0)
 

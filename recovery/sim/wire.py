@@ -15,13 +15,14 @@ from collections.abc import Mapping
 from decimal import Decimal, localcontext
 from typing import Any
 
-from recovery.sim.core import ExchangeCore, ExchangeRejected, Market, Order, Trade
+from recovery.sim.core import CLIENT_ID_PATTERN, ExchangeCore, ExchangeRejected, Market, Order, Trade
 
 __all__ = [
     "ENDPOINT_PARAMS",
     "account_json",
     "cancel_json",
     "check_params",
+    "client_id_param",
     "decimal_param",
     "exchange_info_json",
     "fmt",
@@ -126,6 +127,22 @@ def decimal_param(params: Mapping[str, str], name: str) -> Decimal | None:
             -1100, f"Illegal characters found in parameter '{name}'; legal range is '{_DECIMAL_RE.pattern}'."
         )
     return Decimal(value)
+
+
+def client_id_param(params: Mapping[str, str], name: str) -> str | None:
+    """A client order id parameter (``newClientOrderId``, ``origClientOrderId``, ...), or ``None`` if empty.
+
+    Binance spot accepts ``^[a-zA-Z0-9-_]{1,36}$`` (fix-api.md "Client order ID
+    fields must conform to the regex"); anything else is -1100.
+    """
+    value = params.get(name)
+    if not value:
+        return None
+    if not CLIENT_ID_PATTERN.match(value):
+        raise ExchangeRejected(
+            -1100, f"Illegal characters found in parameter '{name}'; legal range is '{CLIENT_ID_PATTERN.pattern}'."
+        )
+    return value
 
 
 def int_param(params: Mapping[str, str], name: str) -> int | None:

@@ -223,8 +223,14 @@ class ExchangeCore:
         price: Decimal | None = None,
         time_in_force: str | None = None,
         client_order_id: str | None = None,
+        strategy_id: int | None = None,
+        strategy_type: int | None = None,
     ) -> tuple[Order, list[Trade]]:
-        """Validate, lock and match a new order; returns it and its immediate fills."""
+        """Validate, lock and match a new order; returns it and its immediate fills.
+
+        ``strategy_id``/``strategy_type`` label the order and are echoed in every
+        answer about it (rest-api.md "Conditional fields in Order Responses").
+        """
         with self.lock, localcontext(_CTX):
             market = self.market(symbol)
             if client_order_id is None:
@@ -236,9 +242,12 @@ class ExchangeCore:
                 )
             if any(o.is_open and o.client_order_id == client_order_id for o in self._orders.values()):
                 raise ExchangeRejected(-2010, "Duplicate order sent.")
+            if strategy_type is not None and strategy_type < 1_000_000:
+                raise ExchangeRejected(-1134, "strategyType was less than 1000000.")
+            labels = (strategy_id, strategy_type)
             last = self.price(market.id)
             if type == "MARKET":
-                return self._place_market(market, side, last, quantity, quote_order_qty, client_order_id)
+                return self._place_market(market, side, last, quantity, quote_order_qty, client_order_id, labels)
             if price is None or quantity is None:
                 raise ExchangeRejected(
                     -1102,
@@ -269,6 +278,8 @@ class ExchangeCore:
                 now,
                 update_time_ms=now,
                 locked=lock,
+                strategy_id=strategy_id,
+                strategy_type=strategy_type,
             )
             self._next_order_id += 1
             self._orders[order.order_id] = order
@@ -288,6 +299,7 @@ class ExchangeCore:
         quantity: Decimal | None,
         quote_order_qty: Decimal | None,
         client_order_id: str,
+        labels: tuple[int | None, int | None],
     ) -> tuple[Order, list[Trade]]:
         if quantity is None:
             if quote_order_qty is None:
@@ -315,6 +327,8 @@ class ExchangeCore:
             now,
             orig_quote_order_qty=quote_order_qty or _ZERO,
             update_time_ms=now,
+            strategy_id=labels[0],
+            strategy_type=labels[1],
         )
         self._next_order_id += 1
         self._orders[order.order_id] = order
@@ -514,6 +528,8 @@ class ExchangeCore:
                     price=new_order.price,
                     time_in_force=new_order.time_in_force,
                     client_order_id=new_order.client_order_id,
+                    strategy_id=new_order.strategy_id,
+                    strategy_type=new_order.strategy_type,
                 )
             except ExchangeRejected as exc:
                 placed = exc

@@ -283,6 +283,8 @@ class BinanceApp:
             price=wire.decimal_param(params, "price"),
             time_in_force=tif,
             client_order_id=wire.client_id_param(params, client_id_param),
+            strategy_id=wire.int_param(params, "strategyId"),
+            strategy_type=wire.int_param(params, "strategyType"),
         )
 
     def _new_order(self, params: dict[str, str]) -> Reply:
@@ -298,6 +300,8 @@ class BinanceApp:
             price=request.price,
             time_in_force=request.time_in_force,
             client_order_id=request.client_order_id,
+            strategy_id=request.strategy_id,
+            strategy_type=request.strategy_type,
         )
         default = "FULL" if request.type in ("MARKET", "LIMIT") else "ACK"
         return Reply.json(200, wire.order_json(order, trades, params.get("newOrderRespType", default)))

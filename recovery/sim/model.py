@@ -110,6 +110,8 @@ class OrderRequest:
     price: Decimal | None = None
     time_in_force: str | None = None
     client_order_id: str | None = None
+    strategy_id: int | None = None
+    strategy_type: int | None = None
 
 
 @dataclass
@@ -131,6 +133,8 @@ class Order:
     status: str = "NEW"
     update_time_ms: int = 0
     locked: Decimal = _ZERO  # still reserved for this order, in the lock asset
+    strategy_id: int | None = None  # echoed in every answer about the order when it was sent
+    strategy_type: int | None = None  # likewise (>= 1000000)
 
     @property
     def is_open(self) -> bool:

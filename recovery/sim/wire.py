@@ -233,6 +233,16 @@ def exchange_info_json(core: ExchangeCore, weight_limit_1m: int) -> dict[str, An
     }
 
 
+def _labels(order: Order) -> dict[str, Any]:
+    """``strategyId``/``strategyType``, only for an order sent with them (rest-api.md "Conditional fields")."""
+    labels: dict[str, Any] = {}
+    if order.strategy_id is not None:
+        labels["strategyId"] = order.strategy_id
+    if order.strategy_type is not None:
+        labels["strategyType"] = order.strategy_type
+    return labels
+
+
 def _core_fields(order: Order) -> dict[str, Any]:
     return {
         "price": fmt(order.price),
@@ -261,6 +271,7 @@ def order_json(order: Order, trades: list[Trade], resp_type: str) -> dict[str, A
     body.update(_core_fields(order))
     body["workingTime"] = order.time_ms
     body["selfTradePreventionMode"] = _STP
+    body.update(_labels(order))
     if resp_type == "FULL":
         body["fills"] = [
             {
@@ -293,6 +304,7 @@ def query_order_json(order: Order) -> dict[str, Any]:
             "isWorking": True,
             "workingTime": order.time_ms,
             "selfTradePreventionMode": _STP,
+            **_labels(order),
         }
     )
     return body
@@ -310,6 +322,7 @@ def cancel_json(order: Order, cancel_client_id: str, transact_time: int) -> dict
     }
     body.update(_core_fields(order))
     body["selfTradePreventionMode"] = _STP
+    body.update(_labels(order))
     return body
 
 

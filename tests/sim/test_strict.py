@@ -45,3 +45,31 @@ def test_client_ids_outside_binance_alphabet_are_refused(
     assert (answer.status, answer.code) == (400, -1100)
     assert "legal range is '^[a-zA-Z0-9-_]{1,36}$'" in answer.body["msg"]
     assert simulator.core.order("tj-ok_1").status == "NEW"
+
+
+def test_strategy_labels_are_echoed_and_ccxt_takes_strategy_id_as_the_order_id(
+    simulator: Simulator, exchange: ccxt.binance
+) -> None:
+    """rest-api.md "New order (TRADE)": ``strategyId`` LONG, ``strategyType`` INT "cannot be less than 1000000";
+    "Conditional fields in Order Responses": both "appear if the parameter was populated in the request";
+    CHANGELOG.md 2022-08-08: they appear in GET order, openOrders, allOrders and cancel answers;
+    errors.md "-1134 BAD_STRATEGY_TYPE".
+
+    ccxt's ``parse_order`` reads ``strategyId`` before ``orderId`` as the order's
+    id, so a bot that labels its orders gets the label back as the id.
+    """
+    labels = {"clientOrderId": "lab1", "strategyId": 77, "strategyType": 1000000}
+    placed = exchange.create_order("BTC/USDT", "limit", "buy", 0.01, 29000, params=labels)
+    real_id = str(simulator.core.order("lab1").order_id)
+    assert placed["id"] == "77" and placed["info"]["orderId"] == int(real_id)
+    assert (placed["info"]["strategyId"], placed["info"]["strategyType"]) == (77, 1000000)
+    fetched = exchange.fetch_order(real_id, "BTC/USDT")
+    assert fetched["id"] == "77" and fetched["info"]["strategyType"] == 1000000
+    assert [o["id"] for o in exchange.fetch_open_orders("BTC/USDT")] == ["77"]
+    assert [o["id"] for o in exchange.fetch_orders("BTC/USDT")] == ["77"]
+    canceled = exchange.cancel_order(real_id, "BTC/USDT")
+    assert canceled["id"] == "77" and canceled["info"]["orderId"] == int(real_id)
+    plain = exchange.create_order("BTC/USDT", "limit", "buy", 0.01, 29000, params={"clientOrderId": "lab2"})
+    assert "strategyId" not in plain["info"] and "strategyType" not in plain["info"]
+    with pytest.raises(ccxt.BadRequest, match="-1134"):
+        exchange.create_order("BTC/USDT", "limit", "buy", 0.01, 29000, params={"strategyType": 999999})

@@ -65,6 +65,7 @@ from recovery.sim.model import to_decimal as _d
 from recovery.sim.settings import Settings
 
 __all__ = [
+    "CANCEL_RESTRICTIONS",
     "CLIENT_ID_PATTERN",
     "DEFAULT_BALANCES",
     "DEFAULT_MARKETS",
@@ -85,6 +86,12 @@ _EIGHT = Decimal("0.00000001")
 _ZERO = Decimal(0)
 _CTX = Context(prec=60)
 _DAY_MS = 86_400_000
+#: ``cancelRestrictions`` values and the status each one lets a cancel through (None: no restriction).
+CANCEL_RESTRICTIONS: Mapping[str | None, str | None] = {
+    None: None,
+    "ONLY_NEW": "NEW",
+    "ONLY_PARTIALLY_FILLED": "PARTIALLY_FILLED",
+}
 
 RefLike = int | str
 
@@ -421,12 +428,29 @@ class ExchangeCore:
                 raise ExchangeRejected(-2013, "Order does not exist.")
             return dataclasses.replace(order)
 
-    def cancel_order(self, symbol: str, *, order_id: int | None = None, client_order_id: str | None = None) -> Order:
-        """Binance ``DELETE /api/v3/order``; -2011 "Unknown order sent." if unknown or not open."""
+    def cancel_order(
+        self,
+        symbol: str,
+        *,
+        order_id: int | None = None,
+        client_order_id: str | None = None,
+        restrictions: str | None = None,
+    ) -> Order:
+        """Binance ``DELETE /api/v3/order``; -2011 "Unknown order sent." if unknown or not open.
+
+        ``restrictions`` (``cancelRestrictions``): ``ONLY_NEW`` cancels only a
+        ``NEW`` order, ``ONLY_PARTIALLY_FILLED`` only a ``PARTIALLY_FILLED`` one;
+        otherwise -2011 "Order was not canceled due to cancel restrictions."
+        (rest-api.md "Regarding cancelRestrictions"), and the order stays.
+        """
+        if restrictions not in CANCEL_RESTRICTIONS:
+            raise ExchangeRejected(-1145, "Invalid cancelRestrictions")
         with self.lock:
             order = self._find(self.market(symbol).id, order_id, client_order_id)
             if order is None or not order.is_open:
                 raise ExchangeRejected(-2011, "Unknown order sent.")
+            if restrictions is not None and order.status != CANCEL_RESTRICTIONS[restrictions]:
+                raise ExchangeRejected(-2011, "Order was not canceled due to cancel restrictions.")
             self._close(order, "CANCELED")
             return dataclasses.replace(order)
 
@@ -507,12 +531,18 @@ class ExchangeCore:
         cancel_client_order_id: str | None,
         new_order: OrderRequest,
         stop_on_failure: bool = True,
+        cancel_restrictions: str | None = None,
     ) -> tuple[Order | ExchangeRejected, tuple[Order, list[Trade]] | ExchangeRejected | None]:
         """Binance ``order/cancelReplace``, atomically: returns (cancel result, new order result or None)."""
         with self.lock:
             cancel: Order | ExchangeRejected
             try:
-                cancel = self.cancel_order(symbol, order_id=cancel_order_id, client_order_id=cancel_client_order_id)
+                cancel = self.cancel_order(
+                    symbol,
+                    order_id=cancel_order_id,
+                    client_order_id=cancel_client_order_id,
+                    restrictions=cancel_restrictions,
+                )
             except ExchangeRejected as exc:
                 cancel = exc
                 if stop_on_failure:

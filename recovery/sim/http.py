@@ -33,6 +33,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from recovery.sim import wire
 from recovery.sim.core import (
+    CANCEL_RESTRICTIONS,
     ExchangeCore,
     ExchangeRejected,
     OrderRequest,
@@ -328,7 +329,9 @@ class BinanceApp:
         symbol = wire.mandatory(params, "symbol")
         order_id, client_id = self._order_ref(params, "orderId", "origClientOrderId")
         cancel_id = self._cancel_id(params, "newClientOrderId")
-        order = self.core.cancel_order(symbol, order_id=order_id, client_order_id=client_id)
+        order = self.core.cancel_order(
+            symbol, order_id=order_id, client_order_id=client_id, restrictions=_restrictions(params)
+        )
         return Reply.json(200, wire.cancel_json(order, cancel_id, self.core.now_ms()))
 
     def _cancel_replace(self, params: dict[str, str]) -> Reply:
@@ -350,6 +353,7 @@ class BinanceApp:
             cancel_client_order_id=client_id,
             new_order=request,
             stop_on_failure=mode == "STOP_ON_FAILURE",
+            cancel_restrictions=_restrictions(params),
         )
         resp_type = params.get("newOrderRespType", "FULL" if request.type in ("MARKET", "LIMIT") else "ACK")
         cancel_json = (
@@ -416,6 +420,14 @@ class BinanceApp:
     def _account(self, params: dict[str, str]) -> Reply:
         omit = params.get("omitZeroBalances", "false").lower() == "true"
         return Reply.json(200, wire.account_json(self.core, omit))
+
+
+def _restrictions(params: dict[str, str]) -> str | None:
+    """``cancelRestrictions``, checked before anything is done (-1145 for an unknown value)."""
+    value = params.get("cancelRestrictions") or None
+    if value not in CANCEL_RESTRICTIONS:
+        raise ExchangeRejected(-1145, "Invalid cancelRestrictions")
+    return value
 
 
 def _without_signature(raw: str) -> str:

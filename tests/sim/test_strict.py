@@ -73,3 +73,32 @@ def test_strategy_labels_are_echoed_and_ccxt_takes_strategy_id_as_the_order_id(
     assert "strategyId" not in plain["info"] and "strategyType" not in plain["info"]
     with pytest.raises(ccxt.BadRequest, match="-1134"):
         exchange.create_order("BTC/USDT", "limit", "buy", 0.01, 29000, params={"strategyType": 999999})
+
+
+def test_cancel_restrictions_refuse_with_2011_and_the_order_stays(
+    simulator: Simulator, exchange: ccxt.binance, signed: Signed
+) -> None:
+    """rest-api.md "Cancel order (TRADE)", "Regarding ``cancelRestrictions``": ``ONLY_NEW`` cancels only a NEW
+    order, ``ONLY_PARTIALLY_FILLED`` only a PARTIALLY_FILLED one; otherwise -2011 "Order was not canceled due
+    to cancel restrictions."; an unsupported value is -1145 "Invalid cancelRestrictions" (errors.md
+    "-1145 INVALID_CANCEL_RESTRICTIONS"); the same parameter on "Cancel an Existing Order and Send a New Order".
+
+    ccxt maps -2011 to OrderNotFound, for an order that is live: a recovery that
+    reads OrderNotFound on a cancel as "gone" is wrong here.
+    """
+    new = exchange.create_order("BTC/USDT", "limit", "buy", 0.02, 29000, params={"clientOrderId": "cr1"})
+    with pytest.raises(ccxt.OrderNotFound, match="cancel restrictions"):
+        exchange.cancel_order(new["id"], "BTC/USDT", params={"cancelRestrictions": "ONLY_PARTIALLY_FILLED"})
+    assert simulator.core.order("cr1").status == "NEW"
+    simulator.fill("cr1", amount="0.01")
+    with pytest.raises(ccxt.OrderNotFound, match="cancel restrictions"):
+        exchange.cancel_order(new["id"], "BTC/USDT", params={"cancelRestrictions": "ONLY_NEW"})
+    with pytest.raises(ccxt.BadResponse, match=r"-2022.*cancel restrictions"):  # cancelReplace: the old one stays
+        exchange.edit_order(
+            new["id"], "BTC/USDT", "limit", "buy", 0.01, 28000, params={"cancelRestrictions": "ONLY_NEW"}
+        )
+    assert simulator.core.order("cr1").status == "PARTIALLY_FILLED"
+    answer = signed("DELETE", "/api/v3/order", symbol="BTCUSDT", orderId=new["id"], cancelRestrictions="ONLY_OLD")
+    assert (answer.status, answer.body) == (400, {"code": -1145, "msg": "Invalid cancelRestrictions"})
+    done = exchange.cancel_order(new["id"], "BTC/USDT", params={"cancelRestrictions": "ONLY_PARTIALLY_FILLED"})
+    assert done["status"] == "canceled"

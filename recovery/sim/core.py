@@ -210,14 +210,57 @@ class ExchangeCore:
         return self.fee_rate if self.fee_asset == "quote" else _ZERO
 
     def _check_filters(self, market: Market, qty: Decimal, price: Decimal, check_price: bool) -> None:
+        """filters.md PRICE_FILTER, LOT_SIZE and NOTIONAL (``maxNotional`` not applied to MARKET orders)."""
         if check_price and (
             price < market.tick_size or price > market.max_price or not _multiple_of(price, market.tick_size)
         ):
             raise ExchangeRejected(-1013, "Filter failure: PRICE_FILTER")
         if qty < market.step_size or qty > market.max_qty or not _multiple_of(qty, market.step_size):
             raise ExchangeRejected(-1013, "Filter failure: LOT_SIZE")
-        if qty * price < market.min_notional:
+        if qty * price < market.min_notional or (check_price and qty * price > market.max_notional):
             raise ExchangeRejected(-1013, "Filter failure: NOTIONAL")
+
+    def _precheck(self, market: Market, request: OrderRequest, *, leaving: Order | None = None) -> Decimal:
+        """What the API checks before the matching engine sees a new order; returns its quantity.
+
+        Client id characters, strategyType, mandatory parameters, the symbol's
+        filters and MAX_NUM_ORDERS (``leaving``: the open order a cancelReplace
+        takes away). A cancelReplace runs this before it cancels (rest-api.md:
+        "Filters and Order Count are evaluated before the processing of the
+        cancellation and order placement occurs").
+        """
+        if request.client_order_id is not None and not CLIENT_ID_PATTERN.match(request.client_order_id):
+            raise ExchangeRejected(
+                -1100,
+                f"Illegal characters found in parameter 'newClientOrderId'; legal range is '{_CLIENT_ID_RANGE}'.",
+            )
+        if request.strategy_type is not None and request.strategy_type < 1_000_000:
+            raise ExchangeRejected(-1134, "strategyType was less than 1000000.")
+        last = self.price(market.id)
+        quantity, price = request.quantity, request.price
+        if request.type == "MARKET":
+            if quantity is None:
+                if request.quote_order_qty is None:
+                    raise ExchangeRejected(
+                        -1102, "Param 'quantity' or 'quoteOrderQty' must be sent, but both were empty!"
+                    )
+                quantity = (request.quote_order_qty / last).quantize(market.step_size, rounding=ROUND_DOWN)
+            elif request.quote_order_qty is not None:
+                raise ExchangeRejected(-1106, "Parameter 'quoteOrderQty' sent when not required.")
+            self._check_filters(market, quantity, last, check_price=False)
+        else:
+            if price is None or quantity is None:
+                raise ExchangeRejected(
+                    -1102,
+                    "Mandatory parameter 'price' was not sent, was empty/null, or malformed."
+                    if price is None
+                    else "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed.",
+                )
+            self._check_filters(market, quantity, price, check_price=True)
+        still_open = sum(1 for o in self._orders.values() if o.is_open and o.symbol == market.id and o is not leaving)
+        if still_open >= self.settings.max_num_orders:
+            raise ExchangeRejected(-1013, "Filter failure: MAX_NUM_ORDERS")
+        return quantity
 
     def place_order(
         self,
@@ -238,109 +281,60 @@ class ExchangeCore:
         ``strategy_id``/``strategy_type`` label the order and are echoed in every
         answer about it (rest-api.md "Conditional fields in Order Responses").
         """
+        request = OrderRequest(
+            side, type, quantity, quote_order_qty, price, time_in_force, client_order_id, strategy_id, strategy_type
+        )
         with self.lock, localcontext(_CTX):
             market = self.market(symbol)
-            if client_order_id is None:
-                client_order_id = new_client_id()
-            elif not CLIENT_ID_PATTERN.match(client_order_id):
-                raise ExchangeRejected(
-                    -1100,
-                    f"Illegal characters found in parameter 'newClientOrderId'; legal range is '{_CLIENT_ID_RANGE}'.",
-                )
-            if any(o.is_open and o.client_order_id == client_order_id for o in self._orders.values()):
-                raise ExchangeRejected(-2010, "Duplicate order sent.")
-            if strategy_type is not None and strategy_type < 1_000_000:
-                raise ExchangeRejected(-1134, "strategyType was less than 1000000.")
-            labels = (strategy_id, strategy_type)
-            last = self.price(market.id)
-            if type == "MARKET":
-                return self._place_market(market, side, last, quantity, quote_order_qty, client_order_id, labels)
-            if price is None or quantity is None:
-                raise ExchangeRejected(
-                    -1102,
-                    "Mandatory parameter 'price' was not sent, was empty/null, or malformed."
-                    if price is None
-                    else "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed.",
-                )
-            self._check_filters(market, quantity, price, check_price=True)
-            crosses = price >= last if side == "BUY" else price <= last
-            if type == "LIMIT_MAKER" and crosses:
-                raise ExchangeRejected(-2010, "Order would immediately match and take.")
-            if side == "BUY":
-                lock_asset, lock = market.quote, price * quantity * (1 + self._fee_rate_in_quote_lock())
-            else:
-                lock_asset, lock = market.base, quantity
-            if self._free.get(lock_asset, _ZERO) < lock:
-                raise ExchangeRejected(-2010, "Account has insufficient balance for requested action.")
-            now = self.now_ms()
-            order = Order(
-                self._next_order_id,
-                client_order_id,
-                market.id,
-                side,
-                type,
-                time_in_force,
-                price,
-                quantity,
-                now,
-                update_time_ms=now,
-                locked=lock,
-                strategy_id=strategy_id,
-                strategy_type=strategy_type,
-            )
-            self._next_order_id += 1
-            self._orders[order.order_id] = order
-            self._move(lock_asset, free=-lock, locked=lock)
-            trades: list[Trade] = []
-            if crosses:
-                trades.append(self._execute(order, quantity, price, is_maker=False))
-            elif time_in_force in ("IOC", "FOK"):
-                self._close(order, "EXPIRED")
-            return dataclasses.replace(order), trades
+            return self._place(market, request, self._precheck(market, request))
 
-    def _place_market(
-        self,
-        market: Market,
-        side: str,
-        last: Decimal,
-        quantity: Decimal | None,
-        quote_order_qty: Decimal | None,
-        client_order_id: str,
-        labels: tuple[int | None, int | None],
-    ) -> tuple[Order, list[Trade]]:
-        if quantity is None:
-            if quote_order_qty is None:
-                raise ExchangeRejected(-1102, "Param 'quantity' or 'quoteOrderQty' must be sent, but both were empty!")
-            quantity = (quote_order_qty / last).quantize(market.step_size, rounding=ROUND_DOWN)
-        elif quote_order_qty is not None:
-            raise ExchangeRejected(-1106, "Parameter 'quoteOrderQty' sent when not required.")
-        self._check_filters(market, quantity, last, check_price=False)
-        if side == "BUY":
-            needed, asset = last * quantity * (1 + self._fee_rate_in_quote_lock()), market.quote
+    def _place(self, market: Market, request: OrderRequest, quantity: Decimal) -> tuple[Order, list[Trade]]:
+        """The matching engine's part of a new order, after :meth:`_precheck`."""
+        client_order_id = request.client_order_id or new_client_id()
+        if any(o.is_open and o.client_order_id == client_order_id for o in self._orders.values()):
+            raise ExchangeRejected(-2010, "Duplicate order sent.")
+        side, last = request.side, self.price(market.id)
+        if request.type == "MARKET":
+            price, crosses, lock = last, True, _ZERO
+            needed = last * quantity * (1 + self._fee_rate_in_quote_lock()) if side == "BUY" else quantity
         else:
-            needed, asset = quantity, market.base
-        if self._free.get(asset, _ZERO) < needed:
+            assert request.price is not None  # _precheck made sure
+            price = request.price
+            crosses = price >= last if side == "BUY" else price <= last
+            if request.type == "LIMIT_MAKER" and crosses:
+                raise ExchangeRejected(-2010, "Order would immediately match and take.")
+            lock = price * quantity * (1 + self._fee_rate_in_quote_lock()) if side == "BUY" else quantity
+            needed = lock
+        lock_asset = market.quote if side == "BUY" else market.base
+        if self._free.get(lock_asset, _ZERO) < needed:
             raise ExchangeRejected(-2010, "Account has insufficient balance for requested action.")
         now = self.now_ms()
+        is_market = request.type == "MARKET"
         order = Order(
             self._next_order_id,
             client_order_id,
             market.id,
             side,
-            "MARKET",
-            None,
-            _ZERO,
+            request.type,
+            None if is_market else request.time_in_force,
+            _ZERO if is_market else price,
             quantity,
             now,
-            orig_quote_order_qty=quote_order_qty or _ZERO,
+            orig_quote_order_qty=(request.quote_order_qty or _ZERO) if is_market else _ZERO,
             update_time_ms=now,
-            strategy_id=labels[0],
-            strategy_type=labels[1],
+            locked=lock,
+            strategy_id=request.strategy_id,
+            strategy_type=request.strategy_type,
         )
         self._next_order_id += 1
         self._orders[order.order_id] = order
-        trade = self._execute(order, quantity, last, is_maker=False)
-        return dataclasses.replace(order), [trade]
+        self._move(lock_asset, free=-lock, locked=lock)
+        trades: list[Trade] = []
+        if crosses:
+            trades.append(self._execute(order, quantity, price, is_maker=False))
+        elif request.time_in_force in ("IOC", "FOK"):
+            self._close(order, "EXPIRED")
+        return dataclasses.replace(order), trades
 
     def _execute(self, order: Order, qty: Decimal, price: Decimal, *, is_maker: bool) -> Trade:
         """Fill ``qty`` of ``order`` at ``price``: move balances, record the trade."""
@@ -533,8 +527,20 @@ class ExchangeCore:
         stop_on_failure: bool = True,
         cancel_restrictions: str | None = None,
     ) -> tuple[Order | ExchangeRejected, tuple[Order, list[Trade]] | ExchangeRejected | None]:
-        """Binance ``order/cancelReplace``, atomically: returns (cancel result, new order result or None)."""
-        with self.lock:
+        """Binance ``order/cancelReplace``, atomically: returns (cancel result, new order result or None).
+
+        The new order's filters are checked first: a filter failure (-1013) or a
+        malformed new order raises before anything is cancelled, so the old
+        order stays (rest-api.md "Cancel an Existing Order and Send a New
+        Order": "Filters and Order Count are evaluated before the processing of
+        the cancellation and order placement occurs"). What only the matching
+        engine knows (unknown order, duplicate client id, balance, a maker order
+        that would take) fails its half and is returned.
+        """
+        with self.lock, localcontext(_CTX):
+            market = self.market(symbol)
+            target = self._find(market.id, cancel_order_id, cancel_client_order_id)
+            quantity = self._precheck(market, new_order, leaving=target if target and target.is_open else None)
             cancel: Order | ExchangeRejected
             try:
                 cancel = self.cancel_order(
@@ -549,18 +555,7 @@ class ExchangeCore:
                     return cancel, None
             placed: tuple[Order, list[Trade]] | ExchangeRejected
             try:
-                placed = self.place_order(
-                    symbol,
-                    new_order.side,
-                    new_order.type,
-                    quantity=new_order.quantity,
-                    quote_order_qty=new_order.quote_order_qty,
-                    price=new_order.price,
-                    time_in_force=new_order.time_in_force,
-                    client_order_id=new_order.client_order_id,
-                    strategy_id=new_order.strategy_id,
-                    strategy_type=new_order.strategy_type,
-                )
+                placed = self._place(market, new_order, quantity)
             except ExchangeRejected as exc:
                 placed = exc
             return cancel, placed

@@ -54,7 +54,10 @@ def to_decimal(value: Number) -> Decimal:
 
 @dataclass(frozen=True)
 class Market:
-    """A spot market with Binance's PRICE_FILTER, LOT_SIZE and NOTIONAL filters."""
+    """A spot market with Binance's PRICE_FILTER, LOT_SIZE, NOTIONAL and MAX_NUM_ORDERS filters.
+
+    MAX_NUM_ORDERS is the ``max_num_orders`` setting (:mod:`recovery.sim.settings`).
+    """
 
     base: str
     quote: str
@@ -63,6 +66,7 @@ class Market:
     min_notional: Decimal = Decimal("5")
     max_qty: Decimal = Decimal("9000")
     max_price: Decimal = Decimal("1000000")
+    max_notional: Decimal = Decimal("9000000")  # NOTIONAL's maxNotional, not applied to MARKET orders
 
     @property
     def symbol(self) -> str:

@@ -9,6 +9,9 @@ Binance's default is "consistent" (no lag) the knob is off.
 ======================= ============ =========================================================
 knob                    default      what it does
 ======================= ============ =========================================================
+``max_num_orders``      ``200``      open orders per symbol (filters.md MAX_NUM_ORDERS, shown
+                                     in exchangeInfo); a new order beyond it is -1013
+                                     "Filter failure: MAX_NUM_ORDERS"
 ``weight_limit_1m``     ``None``     REQUEST_WEIGHT per minute, beyond it 429 -1003 with
                                      Retry-After (rest-api.md "IP Limits"); ``None``: count
                                      only (Binance: 6000)
@@ -35,10 +38,11 @@ __all__ = ["DEFAULT_SETTINGS", "Settings"]
 class Settings:
     """The simulator's knobs (see the module docstring for each one)."""
 
+    max_num_orders: int = 200
     weight_limit_1m: int | None = None
 
     def __post_init__(self) -> None:
-        for name, low, optional in (("weight_limit_1m", 1, True),):
+        for name, low, optional in (("max_num_orders", 1, False), ("weight_limit_1m", 1, True)):
             value = getattr(self, name)
             if value is None and optional:
                 continue

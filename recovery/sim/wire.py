@@ -156,7 +156,7 @@ def int_param(params: Mapping[str, str], name: str) -> int | None:
     return int(value)
 
 
-def _filters(market: Market) -> list[dict[str, Any]]:
+def _filters(market: Market, max_num_orders: int) -> list[dict[str, Any]]:
     return [
         {
             "filterType": "PRICE_FILTER",
@@ -180,11 +180,11 @@ def _filters(market: Market) -> list[dict[str, Any]]:
             "filterType": "NOTIONAL",
             "minNotional": fmt(market.min_notional),
             "applyMinToMarket": True,
-            "maxNotional": "9000000.00000000",
+            "maxNotional": fmt(market.max_notional),
             "applyMaxToMarket": False,
             "avgPriceMins": 5,
         },
-        {"filterType": "MAX_NUM_ORDERS", "maxNumOrders": 200},
+        {"filterType": "MAX_NUM_ORDERS", "maxNumOrders": max_num_orders},
     ]
 
 
@@ -211,7 +211,7 @@ def exchange_info_json(core: ExchangeCore, weight_limit_1m: int) -> dict[str, An
             "amendAllowed": False,
             "isSpotTradingAllowed": True,
             "isMarginTradingAllowed": False,
-            "filters": _filters(m),
+            "filters": _filters(m, core.settings.max_num_orders),
             "permissions": [],
             "permissionSets": [["SPOT"]],
             "defaultSelfTradePreventionMode": _STP,

@@ -192,6 +192,7 @@ def test_client_id_of_36_allowed_characters_is_accepted(core: ExchangeCore) -> N
         ("0.000015", "29000", "Filter failure: LOT_SIZE"),
         ("0.0001", "29000", "Filter failure: NOTIONAL"),
         ("10000", "1", "Filter failure: LOT_SIZE"),
+        ("300", "30001", "Filter failure: NOTIONAL"),  # over maxNotional (filters.md NOTIONAL), before balance
     ],
 )
 def test_filters(core: ExchangeCore, quantity: str, price: str, msg: str) -> None:

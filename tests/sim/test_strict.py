@@ -102,3 +102,56 @@ def test_cancel_restrictions_refuse_with_2011_and_the_order_stays(
     assert (answer.status, answer.body) == (400, {"code": -1145, "msg": "Invalid cancelRestrictions"})
     done = exchange.cancel_order(new["id"], "BTC/USDT", params={"cancelRestrictions": "ONLY_PARTIALLY_FILLED"})
     assert done["status"] == "canceled"
+
+
+def test_cancel_replace_checks_the_new_orders_filters_before_it_cancels(
+    simulator: Simulator, exchange: ccxt.binance, signed: Signed
+) -> None:
+    """rest-api.md "Cancel an Existing Order and Send a New Order (TRADE)": "Filters and Order Count are
+    evaluated before the processing of the cancellation and order placement occurs"; errors.md "-1013
+    INVALID_MESSAGE: The request is rejected by the API. (i.e. The request didn't reach the Matching Engine.)"
+    and "Filter failures".
+
+    A filter failure fails the whole call with -1013 and the old order stays
+    open; only a matching-engine refusal (here: not enough balance) after a
+    successful cancel is the 409 -2021 "partially failed".
+    """
+    old = exchange.create_order("BTC/USDT", "limit", "buy", 0.01, 29000, params={"clientOrderId": "rp1"})
+    locked = simulator.core.balance("USDT").locked
+    with pytest.raises(ccxt.BadRequest, match=r'"code":-1013,"msg":"Filter failure: NOTIONAL"'):
+        exchange.edit_order(old["id"], "BTC/USDT", "limit", "buy", 0.0001, 28000)
+    answer = signed(
+        "POST",
+        "/api/v3/order/cancelReplace",
+        symbol="BTCUSDT",
+        side="BUY",
+        type="LIMIT",
+        timeInForce="GTC",
+        quantity="0.01",
+        price="28000.001",
+        cancelReplaceMode="STOP_ON_FAILURE",
+        cancelOrderId=old["id"],
+    )
+    assert (answer.status, answer.body) == (400, {"code": -1013, "msg": "Filter failure: PRICE_FILTER"})
+    assert simulator.core.order("rp1").status == "NEW" and simulator.core.balance("USDT").locked == locked
+    with pytest.raises(ccxt.BadResponse, match=r"-2021.*insufficient balance"):  # passed the filters: cancelled
+        exchange.edit_order(old["id"], "BTC/USDT", "limit", "buy", 5, 28000)
+    assert simulator.core.order("rp1").status == "CANCELED" and simulator.core.balance("USDT").locked == 0
+
+
+def test_max_num_orders_filter(simulator: Simulator, exchange: ccxt.binance) -> None:
+    """filters.md "MAX_NUM_ORDERS": "the maximum number of orders an account is allowed to have open on a
+    symbol"; errors.md "Filter failures": "Filter failure: MAX_NUM_ORDERS". The limit is the
+    ``max_num_orders`` setting, and exchangeInfo shows it.
+    """
+    simulator.configure(max_num_orders=2)
+    exchange.load_markets()
+    info = exchange.markets["BTC/USDT"]["info"]["filters"]
+    assert {"filterType": "MAX_NUM_ORDERS", "maxNumOrders": 2} in info
+    first = exchange.create_order("BTC/USDT", "limit", "buy", 0.01, 29000)
+    exchange.create_order("BTC/USDT", "limit", "buy", 0.01, 28000)
+    with pytest.raises(ccxt.BadRequest, match="MAX_NUM_ORDERS"):
+        exchange.create_order("BTC/USDT", "limit", "buy", 0.01, 27000)
+    exchange.create_order("ETH/USDT", "limit", "buy", 0.1, 1000)  # per symbol
+    replaced = exchange.edit_order(first["id"], "BTC/USDT", "limit", "buy", 0.01, 27000)  # one leaves, one comes
+    assert replaced["status"] == "open" and len(simulator.core.open_orders("BTC/USDT")) == 2

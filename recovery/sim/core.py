@@ -32,7 +32,12 @@ sell; ``fee_asset="received"``) or always in the quote asset
 
 Amounts are exact ``Decimal`` values (Binance serialises them as strings with 8
 decimals, see :mod:`recovery.sim.wire`). Order and trade ids are increasing
-integers; times are milliseconds from a clock the core owns (real time unless
+integers. Order ids count per symbol, as on Binance, where ``orderId``
+"uniquely identifies the order on a symbol" (faqs/spot_glossary.md): the
+i-th market's first id is ``i * order_id_offset_per_symbol + 1`` (apart, like
+Binance's unrelated ranges), and with the setting at 0 every symbol starts at
+1, so the same id names different orders on different symbols (the strict test
+of code that keys orders by id alone). Trade ids are account-wide. Times are milliseconds from a clock the core owns (real time unless
 ``clock_ms`` is given). Refusals raise :class:`ExchangeRejected` carrying the
 exact Binance code, message and HTTP status.
 """
@@ -132,11 +137,11 @@ class ExchangeCore:
         self.fee_asset = fee_asset
         self._clock = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self._prices: dict[str, Decimal] = {}
-        self._orders: dict[int, Order] = {}
+        self._orders: dict[tuple[str, int], Order] = {}  # by (symbol id, order id), in creation order
         self._trades: list[Trade] = []
         self._free: dict[str, Decimal] = {}
         self._locked: dict[str, Decimal] = {}
-        self._next_order_id = 1
+        self._next_order_id: dict[str, int] = {}  # per symbol, as Binance numbers them; set at its first order
         self._next_trade_id = 1
         for m in self._markets.values():
             self._free.setdefault(m.base, _ZERO)
@@ -288,6 +293,13 @@ class ExchangeCore:
             market = self.market(symbol)
             return self._place(market, request, self._precheck(market, request))
 
+    def _new_order_id(self, market: Market) -> int:
+        """The symbol's next order id; its first is ``index * order_id_offset_per_symbol + 1``."""
+        if market.id not in self._next_order_id:
+            index = list(self._markets).index(market.id)
+            return index * self.settings.order_id_offset_per_symbol + 1
+        return self._next_order_id[market.id]
+
     def _place(self, market: Market, request: OrderRequest, quantity: Decimal) -> tuple[Order, list[Trade]]:
         """The matching engine's part of a new order, after :meth:`_precheck`."""
         client_order_id = request.client_order_id or new_client_id()
@@ -311,7 +323,7 @@ class ExchangeCore:
         now = self.now_ms()
         is_market = request.type == "MARKET"
         order = Order(
-            self._next_order_id,
+            self._new_order_id(market),
             client_order_id,
             market.id,
             side,
@@ -326,8 +338,8 @@ class ExchangeCore:
             strategy_id=request.strategy_id,
             strategy_type=request.strategy_type,
         )
-        self._next_order_id += 1
-        self._orders[order.order_id] = order
+        self._next_order_id[market.id] = order.order_id + 1
+        self._orders[(market.id, order.order_id)] = order
         self._move(lock_asset, free=-lock, locked=lock)
         trades: list[Trade] = []
         if crosses:
@@ -396,15 +408,16 @@ class ExchangeCore:
         order.status = status
         order.update_time_ms = self.now_ms()
 
-    def _find(self, symbol: str | None, order_id: int | None, client_order_id: str | None) -> Order | None:
+    def _find(self, symbol: str, order_id: int | None, client_order_id: str | None) -> Order | None:
         """By id (checked against the client id if both are given) or by client id (open first, then newest)."""
         if order_id is not None:
-            order = self._orders.get(order_id)
-            if order is None or (symbol is not None and order.symbol != symbol):
-                return None
-            if client_order_id is not None and order.client_order_id != client_order_id:
+            order = self._orders.get((symbol, order_id))
+            if order is None or (client_order_id is not None and order.client_order_id != client_order_id):
                 return None
             return order
+        return self._by_client_id(symbol, client_order_id)
+
+    def _by_client_id(self, symbol: str | None, client_order_id: str | None) -> Order | None:
         candidates = [
             o
             for o in self._orders.values()
@@ -412,7 +425,7 @@ class ExchangeCore:
         ]
         open_ones = [o for o in candidates if o.is_open]
         pool = open_ones or candidates
-        return max(pool, key=lambda o: o.order_id) if pool else None
+        return pool[-1] if pool else None  # the newest: orders are kept in creation order
 
     def get_order(self, symbol: str, *, order_id: int | None = None, client_order_id: str | None = None) -> Order:
         """Binance ``GET /api/v3/order``; -2013 "Order does not exist." if unknown."""
@@ -561,24 +574,39 @@ class ExchangeCore:
             return cancel, placed
 
     # ------------------------------------------------------------ test hooks
-    def _ref(self, order: RefLike) -> Order:
-        found = self._find(None, order, None) if isinstance(order, int) else self._find(None, None, order)
+    def _ref(self, order: RefLike, symbol: str | None = None) -> Order:
+        sid = None if symbol is None else self.market(symbol).id
+        if isinstance(order, str):
+            found = self._by_client_id(sid, order)
+        else:
+            matches = [o for (s, oid), o in self._orders.items() if oid == order and sid in (None, s)]
+            if len(matches) > 1:  # ids are per symbol: the same number on several symbols
+                raise SimulatorError(
+                    f"order id {order} exists on {sorted(o.symbol for o in matches)}; "
+                    "order ids are per symbol on Binance: pass symbol= (or name the order by client id)"
+                )
+            found = matches[0] if matches else None
         if found is None:
-            raise SimulatorError(f"no order {order!r} on the simulated exchange; orders() lists the known ones")
+            where = "" if symbol is None else f" on {symbol}"
+            raise SimulatorError(f"no order {order!r}{where} on the simulated exchange; orders() lists the known ones")
         return found
 
-    def order(self, order: RefLike) -> Order:
-        """A copy of one order, by exchange id (int) or client id (str; the open one first)."""
+    def order(self, order: RefLike, *, symbol: str | None = None) -> Order:
+        """A copy of one order, by exchange id (int; ``symbol`` if the id is on several symbols) or client id
+        (str; the open one first, else the newest)."""
         with self.lock:
-            return dataclasses.replace(self._ref(order))
+            return dataclasses.replace(self._ref(order, symbol))
 
-    def fill(self, order: RefLike, amount: Number | None = None, price: Number | None = None) -> Trade:
+    def fill(
+        self, order: RefLike, amount: Number | None = None, price: Number | None = None, *, symbol: str | None = None
+    ) -> Trade:
         """Test hook: the market trades ``amount`` (default: all that remains) of a resting order.
 
-        ``price`` defaults to the order's limit and may only be better than it.
+        ``price`` defaults to the order's limit and may only be better than it;
+        ``order`` and ``symbol`` as in :meth:`order`.
         """
         with self.lock, localcontext(_CTX):
-            target = self._ref(order)
+            target = self._ref(order, symbol)
             if not target.is_open:
                 raise SimulatorError(f"order {target.order_id} ({target.client_order_id}) is {target.status}, not open")
             qty = target.remaining if amount is None else _d(amount)
@@ -593,10 +621,10 @@ class ExchangeCore:
                 )
             return self._execute(target, qty, fill_price, is_maker=True)
 
-    def cancel(self, order: RefLike) -> Order:
-        """Test hook: the exchange cancels an open order (e.g. while the bot is down)."""
+    def cancel(self, order: RefLike, *, symbol: str | None = None) -> Order:
+        """Test hook: the exchange cancels an open order (e.g. while the bot is down); ``order`` as in :meth:`order`."""
         with self.lock:
-            target = self._ref(order)
+            target = self._ref(order, symbol)
             if not target.is_open:
                 raise SimulatorError(f"order {target.order_id} ({target.client_order_id}) is {target.status}, not open")
             self._close(target, "CANCELED")

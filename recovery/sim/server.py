@@ -172,12 +172,17 @@ class Simulator:
         return self.app.log.requests(method, path)
 
     def fill(
-        self, order: int | str, amount: Decimal | str | int | None = None, price: Decimal | str | int | None = None
+        self,
+        order: int | str,
+        amount: Decimal | str | int | None = None,
+        price: Decimal | str | int | None = None,
+        *,
+        symbol: str | None = None,
     ) -> Trade:
-        return self.core.fill(order, amount, price)
+        return self.core.fill(order, amount, price, symbol=symbol)
 
-    def cancel(self, order: int | str) -> Order:
-        return self.core.cancel(order)
+    def cancel(self, order: int | str, *, symbol: str | None = None) -> Order:
+        return self.core.cancel(order, symbol=symbol)
 
     def set_price(self, symbol: str, price: Decimal | str | int, *, match: bool = True) -> list[Trade]:
         return self.core.set_price(symbol, price, match=match)
@@ -217,16 +222,23 @@ class SimulatorClient:
             detail = exc.read().decode("utf-8", "replace")
             raise SimulatorError(f"simulator at {self.url} refused {method} {path}: {exc.code} {detail}") from exc
 
-    def fill(self, order: int | str, amount: str | int | None = None, price: str | int | None = None) -> dict[str, Any]:
+    def fill(
+        self,
+        order: int | str,
+        amount: str | int | None = None,
+        price: str | int | None = None,
+        *,
+        symbol: str | None = None,
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"order": order}
-        if amount is not None:
-            body["amount"] = str(amount)
-        if price is not None:
-            body["price"] = str(price)
+        for name, value in (("amount", amount), ("price", price), ("symbol", symbol)):
+            if value is not None:
+                body[name] = str(value)
         return dict(self._call("POST", "/_sim/fill", body))
 
-    def cancel(self, order: int | str) -> dict[str, Any]:
-        return dict(self._call("POST", "/_sim/cancel", {"order": order}))
+    def cancel(self, order: int | str, *, symbol: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"order": order} if symbol is None else {"order": order, "symbol": symbol}
+        return dict(self._call("POST", "/_sim/cancel", body))
 
     def set_price(self, symbol: str, price: str | int | Decimal, *, match: bool = True) -> list[dict[str, Any]]:
         return list(self._call("POST", "/_sim/price", {"symbol": symbol, "price": str(price), "match": match}))

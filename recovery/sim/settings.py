@@ -6,16 +6,22 @@ Defaults follow Binance's own spot API documentation
 (binance/binance-spot-api-docs: rest-api.md, errors.md, filters.md); where
 Binance's default is "consistent" (no lag) the knob is off.
 
-======================= ============ =========================================================
-knob                    default      what it does
-======================= ============ =========================================================
-``max_num_orders``      ``200``      open orders per symbol (filters.md MAX_NUM_ORDERS, shown
-                                     in exchangeInfo); a new order beyond it is -1013
-                                     "Filter failure: MAX_NUM_ORDERS"
-``weight_limit_1m``     ``None``     REQUEST_WEIGHT per minute, beyond it 429 -1003 with
-                                     Retry-After (rest-api.md "IP Limits"); ``None``: count
-                                     only (Binance: 6000)
-======================= ============ =========================================================
+============================== ============ =========================================================
+knob                           default      what it does
+============================== ============ =========================================================
+``max_num_orders``             ``200``      open orders per symbol (filters.md MAX_NUM_ORDERS, shown
+                                            in exchangeInfo); a new order beyond it is -1013
+                                            "Filter failure: MAX_NUM_ORDERS"
+``order_id_offset_per_symbol`` ``10**6``    order ids count per symbol (faqs/spot_glossary.md
+                                            ``orderId``: "uniquely identifies the order on a
+                                            symbol"); the i-th market's first id is
+                                            ``i * offset + 1``; ``0``: every symbol starts at 1
+                                            and ids collide across symbols. Read at a symbol's
+                                            first order
+``weight_limit_1m``            ``None``     REQUEST_WEIGHT per minute, beyond it 429 -1003 with
+                                            Retry-After (rest-api.md "IP Limits"); ``None``: count
+                                            only (Binance: 6000)
+============================== ============ =========================================================
 
 Set them at construction (``Simulator(settings={"weight_limit_1m": 1200})``), at run time
 (``sim.configure(weight_limit_1m=1200)``), from another process
@@ -39,10 +45,15 @@ class Settings:
     """The simulator's knobs (see the module docstring for each one)."""
 
     max_num_orders: int = 200
+    order_id_offset_per_symbol: int = 1_000_000
     weight_limit_1m: int | None = None
 
     def __post_init__(self) -> None:
-        for name, low, optional in (("max_num_orders", 1, False), ("weight_limit_1m", 1, True)):
+        for name, low, optional in (
+            ("max_num_orders", 1, False),
+            ("order_id_offset_per_symbol", 0, False),
+            ("weight_limit_1m", 1, True),
+        ):
             value = getattr(self, name)
             if value is None and optional:
                 continue

@@ -13,7 +13,7 @@ from decimal import Decimal
 import ccxt
 import pytest
 
-from recovery.sim.server import Simulator
+from recovery.sim import Simulator, SimulatorClient, SimulatorError
 from tests.sim.signed import Signed
 
 pytestmark = pytest.mark.integration
@@ -155,3 +155,34 @@ def test_max_num_orders_filter(simulator: Simulator, exchange: ccxt.binance) -> 
     exchange.create_order("ETH/USDT", "limit", "buy", 0.1, 1000)  # per symbol
     replaced = exchange.edit_order(first["id"], "BTC/USDT", "limit", "buy", 0.01, 27000)  # one leaves, one comes
     assert replaced["status"] == "open" and len(simulator.core.open_orders("BTC/USDT")) == 2
+
+
+def test_order_ids_are_numbered_per_symbol(simulator: Simulator, exchange: ccxt.binance) -> None:
+    """faqs/spot_glossary.md ``orderId``: "A field in the order response that uniquely identifies the order
+    on a symbol"; rest-api.md "All orders (USER_DATA)": "If ``orderId`` is set, it will get orders >= that
+    ``orderId``" (of that symbol).
+
+    By default each symbol's ids run apart (BTC/USDT from 1, ETH/USDT from
+    1000001, ...); with ``order_id_offset_per_symbol=0`` every symbol starts at
+    1 and the same id names two orders, which is what code keying orders by id
+    alone must survive.
+    """
+    a = exchange.create_order("BTC/USDT", "limit", "buy", 0.01, 29000, params={"clientOrderId": "btc1"})
+    b = exchange.create_order("ETH/USDT", "limit", "buy", 0.1, 1000, params={"clientOrderId": "eth1"})
+    c = exchange.create_order("BTC/USDT", "limit", "buy", 0.01, 28000, params={"clientOrderId": "btc2"})
+    assert (a["id"], b["id"], c["id"]) == ("1", "1000001", "2")  # BTC's ids do not skip ETH's
+    simulator.configure(order_id_offset_per_symbol=0)  # read at a symbol's first order: SOL is new
+    sol = exchange.create_order("SOL/USDT", "limit", "buy", 1, 50, params={"clientOrderId": "sol1"})
+    assert sol["id"] == "1"
+    assert exchange.fetch_order("1", "SOL/USDT")["clientOrderId"] == "sol1"
+    assert exchange.fetch_order("1", "BTC/USDT")["clientOrderId"] == "btc1"
+    assert [o["clientOrderId"] for o in exchange.fetch_orders("SOL/USDT", params={"orderId": 1})] == ["sol1"]
+    exchange.cancel_order("1", "SOL/USDT")
+    assert simulator.core.order("btc1").status == "NEW"  # the cancel found the SOL order, not BTC's id 1
+    with pytest.raises(SimulatorError, match=r"order id 1 exists on \['BTCUSDT', 'SOLUSDT'\]; .* pass symbol="):
+        simulator.fill(1)
+    assert simulator.fill(1, symbol="BTC/USDT").symbol == "BTCUSDT"
+    control = SimulatorClient(simulator.url)
+    assert control.cancel(2, symbol="BTC/USDT")["clientOrderId"] == "btc2"
+    with pytest.raises(SimulatorError, match="pass symbol="):
+        control.fill(1)

@@ -9,6 +9,11 @@ Binance's default is "consistent" (no lag) the knob is off.
 ============================== ============ =========================================================
 knob                           default      what it does
 ============================== ============ =========================================================
+``archive_after_ms``           90 days      an order CANCELED or EXPIRED with nothing executed
+                                            longer ago than this is archived: GET order
+                                            answers -2026 ORDER_ARCHIVED (errors.md; ccxt:
+                                            InvalidOrder), allOrders leaves it out; ``None``:
+                                            never. Recovery's venue horizons test against it
 ``max_num_orders``             ``200``      open orders per symbol (filters.md MAX_NUM_ORDERS, shown
                                             in exchangeInfo); a new order beyond it is -1013
                                             "Filter failure: MAX_NUM_ORDERS"
@@ -39,17 +44,21 @@ from typing import Any
 
 __all__ = ["DEFAULT_SETTINGS", "Settings"]
 
+_DAY_MS = 86_400_000
+
 
 @dataclass(frozen=True)
 class Settings:
     """The simulator's knobs (see the module docstring for each one)."""
 
+    archive_after_ms: int | None = 90 * _DAY_MS
     max_num_orders: int = 200
     order_id_offset_per_symbol: int = 1_000_000
     weight_limit_1m: int | None = None
 
     def __post_init__(self) -> None:
         for name, low, optional in (
+            ("archive_after_ms", 0, True),
             ("max_num_orders", 1, False),
             ("order_id_offset_per_symbol", 0, False),
             ("weight_limit_1m", 1, True),

@@ -14,7 +14,7 @@ import ccxt
 import pytest
 
 from recovery.sim import Simulator, SimulatorClient, SimulatorError
-from tests.sim.signed import Signed
+from tests.sim.helpers import Signed, SimClock
 
 pytestmark = pytest.mark.integration
 
@@ -186,3 +186,45 @@ def test_order_ids_are_numbered_per_symbol(simulator: Simulator, exchange: ccxt.
     assert control.cancel(2, symbol="BTC/USDT")["clientOrderId"] == "btc2"
     with pytest.raises(SimulatorError, match="pass symbol="):
         control.fill(1)
+
+
+DAY_MS = 86_400_000
+
+
+def test_unfilled_canceled_orders_are_archived_after_the_horizon(
+    clocked: tuple[Simulator, ccxt.binance], sim_clock: SimClock
+) -> None:
+    """errors.md "-2026 ORDER_ARCHIVED": "Order was canceled or expired with no executed qty over 90 days ago
+    and has been archived."; CHANGELOG.md (the -2026 fix): "an archived order (i.e. order with status
+    ``CANCELED`` or ``EXPIRED`` where ``executedQty`` == 0 that occurred more than 90 days in the past)".
+
+    ccxt raises InvalidOrder for -2026 (not OrderNotFound). The horizon is the
+    ``archive_after_ms`` setting, so a venue's other horizons can be tested.
+    """
+    sim, exchange = clocked
+    unfilled = exchange.create_order("BTC/USDT", "limit", "buy", 0.01, 29000, params={"clientOrderId": "ar1"})
+    exchange.cancel_order(unfilled["id"], "BTC/USDT")
+    partial = exchange.create_order("BTC/USDT", "limit", "buy", 0.02, 29000, params={"clientOrderId": "ar2"})
+    sim.fill("ar2", amount="0.01")
+    exchange.cancel_order(partial["id"], "BTC/USDT")
+    expired = exchange.create_order(
+        "BTC/USDT", "limit", "buy", 0.01, 20000, params={"clientOrderId": "ar3", "timeInForce": "IOC"}
+    )
+    assert expired["status"] == "expired"
+    sim_clock.now += 90 * DAY_MS  # exactly 90 days: not yet
+    assert exchange.fetch_order(unfilled["id"], "BTC/USDT")["status"] == "canceled"
+    sim_clock.now += 1
+    for ref, params in ((unfilled["id"], {}), (None, {"clientOrderId": "ar1"}), (expired["id"], {})):
+        with pytest.raises(ccxt.InvalidOrder, match="-2026") as caught:
+            exchange.fetch_order(ref, "BTC/USDT", params=params)
+        assert not isinstance(caught.value, ccxt.OrderNotFound)
+    assert exchange.fetch_order(partial["id"], "BTC/USDT")["filled"] == 0.01  # something executed: kept
+    assert [o["clientOrderId"] for o in exchange.fetch_orders("BTC/USDT")] == ["ar2"]
+    sim.configure(archive_after_ms=2 * 3_600_000)  # e.g. OKX's 2 hours for canceled-unfilled orders
+    fresh = exchange.create_order("BTC/USDT", "limit", "buy", 0.01, 29000, params={"clientOrderId": "ar4"})
+    exchange.cancel_order(fresh["id"], "BTC/USDT")
+    sim_clock.now += 2 * 3_600_000 + 1
+    with pytest.raises(ccxt.InvalidOrder, match="-2026"):
+        exchange.fetch_order(fresh["id"], "BTC/USDT")
+    sim.configure(archive_after_ms=None)
+    assert exchange.fetch_order(fresh["id"], "BTC/USDT")["status"] == "canceled"

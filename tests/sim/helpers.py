@@ -1,4 +1,4 @@
-"""Raw signed HTTP to the simulator, for what ccxt hides on the wire (status, headers)."""
+"""Helpers of the simulator tests: raw signed HTTP (for what ccxt hides on the wire), a clock the test moves."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 
 from recovery.sim.server import TEST_API_KEY, TEST_SECRET, Simulator
 
-__all__ = ["Answer", "Signed"]
+__all__ = ["Answer", "SimClock", "Signed"]
 
 
 @dataclass(frozen=True)
@@ -58,3 +58,13 @@ def _json(raw: bytes) -> Any:
         return json.loads(raw)
     except ValueError:
         return None
+
+
+class SimClock:
+    """Milliseconds that move only when the test says so (``clock.now += 90 * DAY_MS``)."""
+
+    def __init__(self, start_ms: int = 1_700_000_000_000) -> None:
+        self.now = start_ms
+
+    def __call__(self) -> int:
+        return self.now

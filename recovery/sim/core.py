@@ -138,6 +138,8 @@ class ExchangeCore:
         self._clock = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self._prices: dict[str, Decimal] = {}
         self._orders: dict[tuple[str, int], Order] = {}  # by (symbol id, order id), in creation order
+        # every state an order went through, (time, copy), for the queries that lag (lag_ms)
+        self._history: dict[tuple[str, int], list[tuple[int, Order]]] = {}
         self._trades: list[Trade] = []
         self._free: dict[str, Decimal] = {}
         self._locked: dict[str, Decimal] = {}
@@ -346,7 +348,32 @@ class ExchangeCore:
             trades.append(self._execute(order, quantity, price, is_maker=False))
         elif request.time_in_force in ("IOC", "FOK"):
             self._close(order, "EXPIRED")
+        self._remember(order)
         return dataclasses.replace(order), trades
+
+    def _remember(self, order: Order) -> None:
+        """Keep this state of ``order`` for the lagging queries (see :meth:`_view`)."""
+        self._history.setdefault((order.symbol, order.order_id), []).append((self.now_ms(), dataclasses.replace(order)))
+
+    def _view(self, query: str) -> dict[tuple[str, int], Order]:
+        """The orders as ``query`` sees them: the truth, or the account ``lag_ms`` ago.
+
+        rest-api.md "Data Sources": "The API system is asynchronous"; each
+        endpoint reads from the Matching Engine, Memory or a Database that can
+        lag it (allOrders: Database). When ``query`` is in ``lagging_queries``
+        it sees each order in its latest state at least ``lag_ms`` old, and not
+        at all if it is younger: accepted, yet invisible.
+        """
+        settings = self.settings
+        if not settings.lag_ms or query not in settings.lagging_queries:
+            return self._orders
+        cutoff = self.now_ms() - settings.lag_ms
+        view: dict[tuple[str, int], Order] = {}
+        for key, versions in self._history.items():
+            seen = next((version for at, version in reversed(versions) if at <= cutoff), None)
+            if seen is not None:
+                view[key] = seen
+        return view
 
     def _execute(self, order: Order, qty: Decimal, price: Decimal, *, is_maker: bool) -> Trade:
         """Fill ``qty`` of ``order`` at ``price``: move balances, record the trade."""
@@ -396,6 +423,7 @@ class ExchangeCore:
             self._close(order, "FILLED")
         else:
             order.status = "PARTIALLY_FILLED"
+        self._remember(order)
         return trade
 
     def _close(self, order: Order, status: str) -> None:
@@ -407,20 +435,36 @@ class ExchangeCore:
             order.locked = _ZERO
         order.status = status
         order.update_time_ms = self.now_ms()
+        self._remember(order)
 
-    def _find(self, symbol: str, order_id: int | None, client_order_id: str | None) -> Order | None:
-        """By id (checked against the client id if both are given) or by client id (open first, then newest)."""
+    def _find(
+        self,
+        symbol: str,
+        order_id: int | None,
+        client_order_id: str | None,
+        orders: Mapping[tuple[str, int], Order] | None = None,
+    ) -> Order | None:
+        """By id (checked against the client id if both are given) or by client id (open first, then newest).
+
+        ``orders``: where to look (a lagging view); the truth by default.
+        """
+        orders = self._orders if orders is None else orders
         if order_id is not None:
-            order = self._orders.get((symbol, order_id))
+            order = orders.get((symbol, order_id))
             if order is None or (client_order_id is not None and order.client_order_id != client_order_id):
                 return None
             return order
-        return self._by_client_id(symbol, client_order_id)
+        return self._by_client_id(symbol, client_order_id, orders)
 
-    def _by_client_id(self, symbol: str | None, client_order_id: str | None) -> Order | None:
+    def _by_client_id(
+        self,
+        symbol: str | None,
+        client_order_id: str | None,
+        orders: Mapping[tuple[str, int], Order] | None = None,
+    ) -> Order | None:
         candidates = [
             o
-            for o in self._orders.values()
+            for o in (self._orders if orders is None else orders).values()
             if o.client_order_id == client_order_id and (symbol is None or o.symbol == symbol)
         ]
         open_ones = [o for o in candidates if o.is_open]
@@ -443,9 +487,10 @@ class ExchangeCore:
         )
 
     def get_order(self, symbol: str, *, order_id: int | None = None, client_order_id: str | None = None) -> Order:
-        """Binance ``GET /api/v3/order``; -2013 "Order does not exist." if unknown, -2026 if archived."""
+        """Binance ``GET /api/v3/order``; -2013 "Order does not exist." if unknown (or not seen yet, when
+        ``order`` lags), -2026 if archived."""
         with self.lock:
-            order = self._find(self.market(symbol).id, order_id, client_order_id)
+            order = self._find(self.market(symbol).id, order_id, client_order_id, self._view("order"))
             if order is None:
                 raise ExchangeRejected(-2013, "Order does not exist.")
             if self._archived(order, self.now_ms()):
@@ -481,9 +526,11 @@ class ExchangeCore:
             return dataclasses.replace(order)
 
     def open_orders(self, symbol: str | None = None) -> list[Order]:
+        """Binance ``openOrders`` (of one symbol, or all), as of ``lag_ms`` ago when ``openOrders`` lags."""
         with self.lock:
             sid = None if symbol is None else self.market(symbol).id
-            return [dataclasses.replace(o) for o in self._orders.values() if o.is_open and sid in (None, o.symbol)]
+            view = self._view("openOrders").values()
+            return [dataclasses.replace(o) for o in view if o.is_open and sid in (None, o.symbol)]
 
     def all_orders(
         self,
@@ -505,7 +552,7 @@ class ExchangeCore:
             now = self.now_ms()
             rows = [
                 o
-                for o in self._orders.values()
+                for o in self._view("allOrders").values()
                 if o.symbol == sid
                 and not self._archived(o, now)
                 and (order_id is None or o.order_id >= order_id)
@@ -527,7 +574,10 @@ class ExchangeCore:
         end_ms: int | None = None,
         limit: int = 500,
     ) -> list[Trade]:
-        """Binance ``myTrades`` with its supported parameter combinations (else -1128)."""
+        """Binance ``myTrades`` with its supported parameter combinations (else -1128).
+
+        When ``myTrades`` lags, trades younger than ``lag_ms`` are not seen yet.
+        """
         with self.lock:
             sid = self.market(symbol).id
             combo = (order_id is not None, from_id is not None, start_ms is not None, end_ms is not None)
@@ -543,10 +593,13 @@ class ExchangeCore:
             if combo not in allowed:
                 raise ExchangeRejected(-1128, "Combination of optional parameters invalid.")
             _check_window(start_ms, end_ms)
+            lagging = self.settings.lag_ms and "myTrades" in self.settings.lagging_queries
+            cutoff = self.now_ms() - self.settings.lag_ms if lagging else None
             rows = [
                 t
                 for t in self._trades
                 if t.symbol == sid
+                and (cutoff is None or t.time_ms <= cutoff)
                 and (order_id is None or t.order_id == order_id)
                 and (from_id is None or t.trade_id >= from_id)
                 and (start_ms is None or t.time_ms >= start_ms)

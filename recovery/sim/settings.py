@@ -14,6 +14,16 @@ knob                           default      what it does
                                             answers -2026 ORDER_ARCHIVED (errors.md; ccxt:
                                             InvalidOrder), allOrders leaves it out; ``None``:
                                             never. Recovery's venue horizons test against it
+``lag_ms``                     ``0``        queries in ``lagging_queries`` see the account as it
+                                            was ``lag_ms`` ago: an accepted order is invisible
+                                            to them (GET order: -2013) and a fill or cancel
+                                            shows late (rest-api.md "Data Sources": the API is
+                                            asynchronous; allOrders reads the Database, which
+                                            lags the Matching Engine). Cancels and new orders
+                                            always act on the truth
+``lagging_queries``            allOrders    which queries lag: any of ``order`` (GET order),
+                                            ``openOrders``, ``allOrders``, ``myTrades`` (a JSON
+                                            list over ``/_sim/settings``)
 ``max_num_orders``             ``200``      open orders per symbol (filters.md MAX_NUM_ORDERS, shown
                                             in exchangeInfo); a new order beyond it is -1013
                                             "Filter failure: MAX_NUM_ORDERS"
@@ -38,12 +48,14 @@ unknown name is a ``ValueError`` naming the known ones.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["DEFAULT_SETTINGS", "Settings"]
+__all__ = ["DEFAULT_SETTINGS", "LAGGABLE_QUERIES", "Settings"]
 
+#: Queries that may lag (``lagging_queries``), named by their REST path under ``/api/v3/``.
+LAGGABLE_QUERIES = frozenset({"order", "openOrders", "allOrders", "myTrades"})
 _DAY_MS = 86_400_000
 
 
@@ -51,13 +63,24 @@ _DAY_MS = 86_400_000
 class Settings:
     """The simulator's knobs (see the module docstring for each one)."""
 
+    lag_ms: int = 0
+    lagging_queries: frozenset[str] = field(default_factory=lambda: frozenset({"allOrders"}))
     archive_after_ms: int | None = 90 * _DAY_MS
     max_num_orders: int = 200
     order_id_offset_per_symbol: int = 1_000_000
     weight_limit_1m: int | None = None
 
     def __post_init__(self) -> None:
+        queries = self.lagging_queries
+        if isinstance(queries, str) or not isinstance(queries, Iterable):
+            raise ValueError(f"lagging_queries must be a collection of query names, not {queries!r}")
+        names = frozenset(queries)
+        unknown = sorted(names - LAGGABLE_QUERIES)
+        if unknown:
+            raise ValueError(f"lagging_queries: unknown {unknown}; choose from {sorted(LAGGABLE_QUERIES)}")
+        object.__setattr__(self, "lagging_queries", names)
         for name, low, optional in (
+            ("lag_ms", 0, False),
             ("archive_after_ms", 0, True),
             ("max_num_orders", 1, False),
             ("order_id_offset_per_symbol", 0, False),
@@ -91,7 +114,9 @@ class Settings:
         return DEFAULT_SETTINGS.replace(**settings)
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        data["lagging_queries"] = sorted(self.lagging_queries)
+        return data
 
 
 DEFAULT_SETTINGS = Settings()

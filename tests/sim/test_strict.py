@@ -228,3 +228,58 @@ def test_unfilled_canceled_orders_are_archived_after_the_horizon(
         exchange.fetch_order(fresh["id"], "BTC/USDT")
     sim.configure(archive_after_ms=None)
     assert exchange.fetch_order(fresh["id"], "BTC/USDT")["status"] == "canceled"
+
+
+def test_lagging_queries_see_the_account_as_it_was(
+    clocked: tuple[Simulator, ccxt.binance], sim_clock: SimClock
+) -> None:
+    """rest-api.md "Data Sources": "The API system is asynchronous, so some delay in the response is normal
+    and expected"; GET order, openOrders and myTrades read "Memory => Database", allOrders reads "Database"
+    (rest-api.md "Query order", "Current open orders", "All orders", "Account trade list").
+
+    With ``lag_ms`` the queries in ``lagging_queries`` see each order as it was
+    ``lag_ms`` ago: an accepted order is not there yet (GET order: -2013, which
+    ccxt raises as OrderNotFound), a fill or a cancel shows late; cancels act on
+    the matching engine, which never lags.
+    """
+    sim, exchange = clocked
+    assert sim.settings.lag_ms == 0 and sim.settings.lagging_queries == {"allOrders"}  # Binance's default
+    sim.configure(lag_ms=1500, lagging_queries=["order", "openOrders", "allOrders", "myTrades"])
+    placed = exchange.create_order("BTC/USDT", "limit", "buy", 0.02, 29000, params={"clientOrderId": "lag1"})
+    assert placed["status"] == "open"  # the matching engine's own answer is current
+    with pytest.raises(ccxt.OrderNotFound, match="-2013"):
+        exchange.fetch_order(placed["id"], "BTC/USDT")
+    with pytest.raises(ccxt.OrderNotFound, match="-2013"):
+        exchange.fetch_order(None, "BTC/USDT", params={"clientOrderId": "lag1"})
+    assert exchange.fetch_open_orders("BTC/USDT") == [] and exchange.fetch_orders("BTC/USDT") == []
+    sim_clock.now += 1000
+    sim.fill("lag1", amount="0.01")
+    sim_clock.now += 500  # the order is 1500 ms old, the fill 500 ms
+    seen = exchange.fetch_order(placed["id"], "BTC/USDT")
+    assert (seen["status"], seen["filled"]) == ("open", 0)
+    assert exchange.fetch_my_trades("BTC/USDT") == []
+    canceled = exchange.cancel_order(placed["id"], "BTC/USDT")  # the matching engine: at once
+    assert canceled["status"] == "canceled" and canceled["filled"] == 0.01
+    assert [o["id"] for o in exchange.fetch_open_orders()] == [placed["id"]]  # still open, as far as it knows
+    sim_clock.now += 1500
+    settled = exchange.fetch_order(placed["id"], "BTC/USDT")
+    assert (settled["status"], settled["filled"]) == ("canceled", 0.01)
+    assert exchange.fetch_open_orders() == [] and len(exchange.fetch_my_trades("BTC/USDT")) == 1
+
+
+def test_by_default_only_all_orders_lags(clocked: tuple[Simulator, ccxt.binance], sim_clock: SimClock) -> None:
+    """rest-api.md "All orders (USER_DATA)": "Data Source: Database", the one source that "can have the
+    most potential for delays" ("Data Sources"); lag is off unless a test turns it on, here from another
+    process's point of view (``SimulatorClient.configure``, ``POST /_sim/settings``).
+    """
+    sim, exchange = clocked
+    control = SimulatorClient(sim.url)
+    assert control.configure(lag_ms=2000)["lagging_queries"] == ["allOrders"]
+    placed = exchange.create_order("BTC/USDT", "limit", "buy", 0.01, 29000, params={"clientOrderId": "lag2"})
+    assert exchange.fetch_order(placed["id"], "BTC/USDT")["clientOrderId"] == "lag2"
+    assert [o["id"] for o in exchange.fetch_open_orders("BTC/USDT")] == [placed["id"]]
+    assert exchange.fetch_orders("BTC/USDT") == []
+    sim_clock.now += 2000
+    assert [o["id"] for o in exchange.fetch_orders("BTC/USDT")] == [placed["id"]]
+    with pytest.raises(SimulatorError, match=r"lagging_queries: unknown \['trades'\]"):
+        control.configure(lagging_queries=["trades"])

@@ -25,7 +25,7 @@ POST   /_sim/price          ``{"symbol": "BTC/USDT", "price": "31000", "match"?:
 POST   /_sim/balance        ``{"asset": "USDT", "free": "1000"}`` -> balances
 POST   /_sim/fault          ``{"action": "arm", "method", "path", "kind", "times"?, ...options}``,
                             ``{"action": "disarm", "method"?, "path"?, "kind"?}``,
-                            ``{"action": "down", "mode"?}`` or ``{"action": "up"}``
+                            ``{"action": "down", "mode"?, "applied"?}`` or ``{"action": "up"}``
 ====== ==================== ============================================================
 
 Errors answer 400 ``{"error": "..."}``.
@@ -81,7 +81,7 @@ def control_handler(app: BinanceApp) -> Callable[[str, str, str, bytes], Reply]:
         if action == "down":
             return {
                 "armed": [f.kind for f in app.faults.armed()],
-                "fault": app.faults.down(body.get("mode", "drop")).kind,
+                "fault": app.faults.down(body.get("mode", "drop"), applied=body.get("applied", False)).kind,
             }
         if action == "up":
             app.faults.up()

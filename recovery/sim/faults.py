@@ -28,10 +28,13 @@ rate_limit_orders  -1015 "Too many new orders; ..." with ``status`` DDoSProtecti
 http_503_1007      503 ``{"code":-1007,"msg":"Timeout waiting for   RequestTimeout
                    response from backend server. ..."}``; applied
                    unless ``applied=False``
-http_502_html      502 with an HTML body, not applied               ExchangeNotAvailable
+http_502_html      502 with an HTML body; not applied unless        ExchangeNotAvailable
+                   ``applied=True``
 down               drop every matching connection (``mode="drop"``) NetworkError (sync) /
                    or answer 503 "Service Unavailable."             ExchangeNotAvailable (async);
-                   (``mode="503"``) until disarmed                  ExchangeNotAvailable for 503
+                   (``mode="503"``) until disarmed; not applied     ExchangeNotAvailable for 503
+                   unless ``applied=True`` (the gateway fails, the
+                   matching engine still acts)
 ================== ================================================ ==============================
 
 Beware: aiohttp (so async ccxt) re-sends an idempotent request (GET, DELETE)
@@ -79,7 +82,8 @@ _OPTIONS = {
     "http_418": {"ban_ms"},
     "rate_limit_orders": {"status"},
     "http_503_1007": {"applied"},
-    "down": {"mode"},
+    "http_502_html": {"applied"},
+    "down": {"mode", "applied"},
 }
 
 #: Binance's standard message and HTTP status per error code, for ``reject``.
@@ -144,14 +148,21 @@ class Faults:
                 raise ValueError(f"code {options['code']} has no standard message here; pass msg=")
         if kind == "down" and options.setdefault("mode", "drop") not in ("drop", "503"):
             raise ValueError(f"down mode must be 'drop' or '503', got {options['mode']!r}")
+        if "applied" in options and not isinstance(options["applied"], bool):
+            raise ValueError(f"applied must be true or false, got {options['applied']!r}")
         fault = Fault(method.upper() if method != "*" else "*", path, kind, times, dict(options))
         with self._lock:
             self._armed.append(fault)
         return fault
 
-    def down(self, mode: str = "drop") -> Fault:
-        """The whole exchange refuses (``mode`` ``"drop"`` or ``"503"``) until :meth:`up`."""
-        return self.arm("*", "*", "down", times=None, mode=mode)
+    def down(self, mode: str = "drop", *, applied: bool = False) -> Fault:
+        """The whole exchange refuses (``mode`` ``"drop"`` or ``"503"``) until :meth:`up`.
+
+        ``applied=True``: every request is still carried out, only its answer is
+        lost (Binance: a 5XX means "the execution status is UNKNOWN and could
+        have been a success", rest-api.md "HTTP Return Codes").
+        """
+        return self.arm("*", "*", "down", times=None, mode=mode, applied=applied)
 
     def up(self) -> None:
         """Undo :meth:`down`."""

@@ -159,6 +159,8 @@ class BinanceApp:
         kind = fault.kind if fault else None
         opts = fault.options if fault else {}
         if kind == "down":
+            if opts.get("applied"):  # the gateway fails, the matching engine still acts
+                self._route(method, path, raw_query, raw_body, params, api_key)
             return Reply(503, b"Service Unavailable.", "text/plain") if opts["mode"] == "503" else Reply(0, drop=True)
         if over_limit:
             return self._too_much_weight()
@@ -181,6 +183,8 @@ class BinanceApp:
                 int(opts.get("status", 429)), -1015, "Too many new orders; current limit is 100 orders per 10 SECOND."
             )
         if kind == "http_502_html":
+            if opts.get("applied"):
+                self._route(method, path, raw_query, raw_body, params, api_key)
             return Reply(502, _HTML_502, "text/html")
         if kind == "http_503_1007" and not opts.get("applied", True):
             return self._backend_timeout()

@@ -254,8 +254,9 @@ class SimulatorClient:
         body = {"action": "disarm", "method": method, "path": path, "kind": kind}
         return int(self._call("POST", "/_sim/fault", body)["removed"])
 
-    def down(self, mode: str = "drop") -> None:
-        self._call("POST", "/_sim/fault", {"action": "down", "mode": mode})
+    def down(self, mode: str = "drop", *, applied: bool = False) -> None:
+        """The exchange refuses everything until :meth:`up`; ``applied=True`` still carries requests out."""
+        self._call("POST", "/_sim/fault", {"action": "down", "mode": mode, "applied": applied})
 
     def up(self) -> None:
         self._call("POST", "/_sim/fault", {"action": "up"})

@@ -273,6 +273,7 @@ COMMITTED = [
     ("commit_then_delay", {"delay_s": 5.0}, ccxt.RequestTimeout, ccxt.RequestTimeout),
     ("commit_then_drop", {}, ccxt.NetworkError, ccxt.ExchangeNotAvailable),
     ("http_503_1007", {}, ccxt.RequestTimeout, ccxt.RequestTimeout),
+    ("http_502_html", {"applied": True}, ccxt.ExchangeNotAvailable, ccxt.ExchangeNotAvailable),
 ]
 
 
@@ -325,8 +326,8 @@ def test_commit_then_fault_applies_the_order_exactly_once(
     assert found["clientOrderId"] == "c-1" and found["status"] == "open"
     assert [o.client_order_id for o in simulator.orders()] == ["c-1"]
     assert simulator.requests(*ORDER)[0].fault == kind
-    assert simulator.requests(*ORDER)[0].status == (
-        None if kind == "commit_then_drop" else 503 if kind == "http_503_1007" else 200
+    assert simulator.requests(*ORDER)[0].status == {"commit_then_drop": None, "http_503_1007": 503}.get(
+        kind, 502 if kind == "http_502_html" else 200
     )
 
 

@@ -283,3 +283,31 @@ def test_by_default_only_all_orders_lags(clocked: tuple[Simulator, ccxt.binance]
     assert [o["id"] for o in exchange.fetch_orders("BTC/USDT")] == [placed["id"]]
     with pytest.raises(SimulatorError, match=r"lagging_queries: unknown \['trades'\]"):
         control.configure(lagging_queries=["trades"])
+
+
+@pytest.mark.parametrize("mode", ["drop", "503"])
+def test_a_5xx_or_a_dropped_connection_may_come_after_the_order_was_placed(
+    simulator: Simulator, exchange: ccxt.binance, mode: str
+) -> None:
+    """rest-api.md "HTTP Return Codes": "HTTP 5XX return codes are used for internal errors; ... It is
+    important to NOT treat this as a failure operation; the execution status is UNKNOWN and could have been
+    a success"; "General API Information" on -1007: "This does not always mean that the request failed in
+    the Matching Engine".
+
+    ``down(applied=True)`` (and ``applied=True`` on ``http_502_html``,
+    ``http_503_1007`` by default, ``commit_then_drop``) carries the request out
+    and loses only its answer.
+    """
+    exchange.load_markets()
+    control = SimulatorClient(simulator.url)
+    control.down(mode, applied=True)
+    with pytest.raises(ccxt.NetworkError):  # NetworkError (drop) or ExchangeNotAvailable (503)
+        exchange.create_order("BTC/USDT", "limit", "buy", 0.01, 29000, params={"clientOrderId": "dn1"})
+    control.up()
+    assert exchange.fetch_order(None, "BTC/USDT", params={"clientOrderId": "dn1"})["status"] == "open"
+    control.down(mode)  # by default the exchange is simply unreachable: nothing happens
+    with pytest.raises(ccxt.NetworkError):
+        exchange.create_order("BTC/USDT", "limit", "buy", 0.01, 29000, params={"clientOrderId": "dn2"})
+    control.up()
+    with pytest.raises(ccxt.OrderNotFound):
+        exchange.fetch_order(None, "BTC/USDT", params={"clientOrderId": "dn2"})

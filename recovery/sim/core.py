@@ -525,6 +525,21 @@ class ExchangeCore:
             self._close(order, "CANCELED")
             return dataclasses.replace(order)
 
+    def cancel_all(self, symbol: str) -> list[Order]:
+        """Binance ``DELETE /api/v3/openOrders``: cancel every open order of ``symbol`` (oldest first).
+
+        -2011 "Unknown order sent." when there is none (rest-api.md does not
+        say; Binance answers so, e.g. binance/binance-connector-python#185).
+        """
+        with self.lock:
+            sid = self.market(symbol).id
+            targets = [o for o in self._orders.values() if o.is_open and o.symbol == sid]
+            if not targets:
+                raise ExchangeRejected(-2011, "Unknown order sent.")
+            for order in targets:
+                self._close(order, "CANCELED")
+            return [dataclasses.replace(o) for o in targets]
+
     def open_orders(self, symbol: str | None = None) -> list[Order]:
         """Binance ``openOrders`` (of one symbol, or all), as of ``lag_ms`` ago when ``openOrders`` lags."""
         with self.lock:

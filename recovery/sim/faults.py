@@ -250,6 +250,8 @@ class RequestLog:
 def request_weight(method: str, path: str, params: Mapping[str, str]) -> int:
     """Binance's REQUEST_WEIGHT of one simulated call."""
     if path == "/api/v3/openOrders":
+        if method == "DELETE":  # cancel all: weight 1
+            return 1
         return 6 if params.get("symbol") else 80
     if path == "/api/v3/myTrades":
         return 5 if params.get("orderId") else 20

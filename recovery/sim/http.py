@@ -105,6 +105,7 @@ class BinanceApp:
             ("DELETE", "/api/v3/order"): (True, self._cancel_order),
             ("POST", "/api/v3/order/cancelReplace"): (True, self._cancel_replace),
             ("GET", "/api/v3/openOrders"): (True, self._open_orders),
+            ("DELETE", "/api/v3/openOrders"): (True, self._cancel_all),
             ("GET", "/api/v3/allOrders"): (True, self._all_orders),
             ("GET", "/api/v3/myTrades"): (True, self._my_trades),
             ("GET", "/api/v3/account"): (True, self._account),
@@ -391,6 +392,11 @@ class BinanceApp:
         else:
             reply = Reply.json(200, data)
         return reply
+
+    def _cancel_all(self, params: dict[str, str]) -> Reply:
+        orders = self.core.cancel_all(wire.mandatory(params, "symbol"))
+        cancel_id, now = new_client_id(), self.core.now_ms()  # one id for the whole cancel, as Binance sends
+        return Reply.json(200, [wire.cancel_json(o, cancel_id, now) for o in orders])
 
     def _open_orders(self, params: dict[str, str]) -> Reply:
         symbol = params.get("symbol") or None

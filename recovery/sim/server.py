@@ -22,7 +22,7 @@ request log, weight limiter), :mod:`recovery.sim.wire` (JSON shapes).
 
 Simulated endpoints: ``GET /api/v3/ping``, ``time``, ``exchangeInfo``;
 signed ``POST/GET/DELETE /api/v3/order``, ``POST /api/v3/order/cancelReplace``,
-``GET /api/v3/openOrders``, ``allOrders``, ``myTrades``, ``account``. Sign with
+``GET/DELETE /api/v3/openOrders``, ``GET allOrders``, ``myTrades``, ``account``. Sign with
 :data:`TEST_API_KEY` and :data:`TEST_SECRET`.
 """
 

@@ -87,6 +87,7 @@ ENDPOINT_PARAMS: Mapping[tuple[str, str], frozenset[str]] = {
         }
     ),
     ("GET", "/api/v3/openOrders"): frozenset({"symbol"}) | _SIGNED,
+    ("DELETE", "/api/v3/openOrders"): frozenset({"symbol"}) | _SIGNED,
     ("GET", "/api/v3/allOrders"): frozenset({"symbol", "orderId", "startTime", "endTime", "limit"}) | _SIGNED,
     ("GET", "/api/v3/myTrades"): frozenset({"symbol", "orderId", "startTime", "endTime", "fromId", "limit"}) | _SIGNED,
     ("GET", "/api/v3/account"): frozenset({"omitZeroBalances"}) | _SIGNED,

@@ -311,3 +311,27 @@ def test_a_5xx_or_a_dropped_connection_may_come_after_the_order_was_placed(
     control.up()
     with pytest.raises(ccxt.OrderNotFound):
         exchange.fetch_order(None, "BTC/USDT", params={"clientOrderId": "dn2"})
+
+
+def test_cancel_all_open_orders_on_a_symbol(simulator: Simulator, exchange: ccxt.binance, signed: Signed) -> None:
+    """rest-api.md "Cancel All Open Orders on a Symbol (TRADE)": ``DELETE /api/v3/openOrders``, weight 1,
+    ``symbol`` mandatory, answers the cancelled orders (one cancel ``clientOrderId`` for all of them).
+    With nothing open Binance answers 400 -2011 "Unknown order sent." (not in rest-api.md; reported in
+    binance/binance-connector-python#185), which ccxt raises as OrderNotFound.
+    """
+    exchange.create_order("BTC/USDT", "limit", "buy", 0.01, 29000, params={"clientOrderId": "ca1"})
+    exchange.create_order("BTC/USDT", "limit", "sell", 0.01, 31000, params={"clientOrderId": "ca2"})
+    exchange.create_order("ETH/USDT", "limit", "buy", 0.1, 1000, params={"clientOrderId": "ca3"})
+    simulator.fill("ca1", amount="0.005")
+    canceled = exchange.cancel_all_orders("BTC/USDT")
+    assert [(o["info"]["origClientOrderId"], o["status"]) for o in canceled] == [
+        ("ca1", "canceled"),
+        ("ca2", "canceled"),
+    ]
+    assert len({o["clientOrderId"] for o in canceled}) == 1  # the cancel's own id
+    assert exchange.last_response_headers["X-MBX-USED-WEIGHT-1M"] == "24"  # exchangeInfo 20, 3 orders, this 1
+    assert simulator.core.order("ca3").status == "NEW" and simulator.core.balance("BTC").locked == 0
+    with pytest.raises(ccxt.OrderNotFound, match="-2011"):
+        exchange.cancel_all_orders("BTC/USDT")
+    answer = signed("DELETE", "/api/v3/openOrders")
+    assert (answer.status, answer.code) == (400, -1102)

@@ -51,6 +51,7 @@ from collections.abc import Callable, Iterable, Mapping
 from decimal import ROUND_DOWN, Context, Decimal, localcontext
 from typing import Any, Literal
 
+from recovery.sim.limits import UnfilledOrderCount
 from recovery.sim.model import (
     CLIENT_ID_PATTERN,
     DEFAULT_BALANCES,
@@ -129,6 +130,7 @@ class ExchangeCore:
             raise ValueError(f"fee_asset must be 'received' or 'quote', got {fee_asset!r}")
         self.lock = threading.RLock()
         self.settings = Settings.of(settings)  # replaced whole, never mutated
+        self.order_count = UnfilledOrderCount()  # the account's unfilled orders per window (limits.py)
         self._markets = {m.id: m for m in (DEFAULT_MARKETS if markets is None else markets)}
         if not self._markets:
             raise ValueError("ExchangeCore needs at least one market")
@@ -282,18 +284,35 @@ class ExchangeCore:
         client_order_id: str | None = None,
         strategy_id: int | None = None,
         strategy_type: int | None = None,
+        counted: bool = False,
     ) -> tuple[Order, list[Trade]]:
         """Validate, lock and match a new order; returns it and its immediate fills.
 
         ``strategy_id``/``strategy_type`` label the order and are echoed in every
         answer about it (rest-api.md "Conditional fields in Order Responses").
+        ``counted``: the order goes through the unfilled order count (the API
+        does this; a test hook placing an order directly does not): at a
+        limit it is refused with 429 -1015, else it adds one
+        (:mod:`recovery.sim.limits`).
         """
         request = OrderRequest(
             side, type, quantity, quote_order_qty, price, time_in_force, client_order_id, strategy_id, strategy_type
         )
         with self.lock, localcontext(_CTX):
             market = self.market(symbol)
-            return self._place(market, request, self._precheck(market, request))
+            quantity = self._precheck(market, request)
+            if not counted:
+                return self._place(market, request, quantity)
+            now = self.now_ms()
+            refusal = self.order_count.refusal(now, self.settings)
+            if refusal is not None:
+                raise refusal
+            self.order_count.add(now)  # before matching: an immediate fill takes it off again
+            try:
+                return self._place(market, request, quantity)
+            except ExchangeRejected:
+                self.order_count.undo(now)
+                raise
 
     def _new_order_id(self, market: Market) -> int:
         """The symbol's next order id; its first is ``index * order_id_offset_per_symbol + 1``."""
@@ -377,6 +396,8 @@ class ExchangeCore:
 
     def _execute(self, order: Order, qty: Decimal, price: Decimal, *, is_maker: bool) -> Trade:
         """Fill ``qty`` of ``order`` at ``price``: move balances, record the trade."""
+        if order.executed_qty == 0:  # its first fill: the unfilled order count goes down
+            self.order_count.filled(self.now_ms())
         market = self._markets[order.symbol]
         quote_qty = price * qty
         is_buyer = order.side == "BUY"
@@ -632,7 +653,9 @@ class ExchangeCore:
         new_order: OrderRequest,
         stop_on_failure: bool = True,
         cancel_restrictions: str | None = None,
-    ) -> tuple[Order | ExchangeRejected, tuple[Order, list[Trade]] | ExchangeRejected | None]:
+        counted: bool = False,
+        cancel_only_over_limit: bool = False,
+    ) -> tuple[Order | ExchangeRejected, tuple[Order, list[Trade]] | ExchangeRejected | None, bool]:
         """Binance ``order/cancelReplace``, atomically: returns (cancel result, new order result or None).
 
         The new order's filters are checked first: a filter failure (-1013) or a
@@ -642,11 +665,24 @@ class ExchangeCore:
         the cancellation and order placement occurs"). What only the matching
         engine knows (unknown order, duplicate client id, balance, a maker order
         that would take) fails its half and is returned.
+
+        ``counted``: the unfilled order count applies, and is raised by one
+        even when the new order is not attempted. Over a limit the call is
+        refused with -1015, unless ``cancel_only_over_limit``
+        (``orderRateLimitExceededMode=CANCEL_ONLY``): then the cancel is tried
+        and the new order fails with -1015. Returns (cancel result, new order
+        result or ``None`` if not attempted, whether it was over the limit).
         """
         with self.lock, localcontext(_CTX):
             market = self.market(symbol)
             target = self._find(market.id, cancel_order_id, cancel_client_order_id)
             quantity = self._precheck(market, new_order, leaving=target if target and target.is_open else None)
+            now = self.now_ms()
+            refusal = self.order_count.refusal(now, self.settings) if counted else None
+            if refusal is not None and not cancel_only_over_limit:
+                raise refusal
+            if counted and refusal is None:
+                self.order_count.add(now)
             cancel: Order | ExchangeRejected
             try:
                 cancel = self.cancel_order(
@@ -658,13 +694,15 @@ class ExchangeCore:
             except ExchangeRejected as exc:
                 cancel = exc
                 if stop_on_failure:
-                    return cancel, None
+                    return cancel, None, refusal is not None
+            if refusal is not None:
+                return cancel, refusal, True
             placed: tuple[Order, list[Trade]] | ExchangeRejected
             try:
                 placed = self._place(market, new_order, quantity)
             except ExchangeRejected as exc:
                 placed = exc
-            return cancel, placed
+            return cancel, placed, False
 
     # ------------------------------------------------------------ test hooks
     def _ref(self, order: RefLike, symbol: str | None = None) -> Order:

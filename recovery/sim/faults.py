@@ -1,4 +1,4 @@
-"""Fault injection, request log and weight limiter of the exchange simulator.
+"""Fault injection and the request log of the exchange simulator.
 
 Faults are armed per ``(method, path)`` (``"*"`` matches any) with a count, and
 consumed in arming order by the requests that match; ``times=None`` keeps a
@@ -24,7 +24,8 @@ http_429           429 ``{"code":-1003,"msg":"Too much request      DDoSProtecti
 http_418           418 -1003 "Way too much request weight used; IP  DDoSProtection
                    banned until <ms>. ...", not applied
 rate_limit_orders  -1015 "Too many new orders; ..." with ``status`` DDoSProtection (429);
-                   (default 429, as Binance sends), not applied     RateLimitExceeded (status=400)
+                   (default 429, as Binance sends) + Retry-After,   RateLimitExceeded (status=400)
+                   not applied
 http_503_1007      503 ``{"code":-1007,"msg":"Timeout waiting for   RequestTimeout
                    response from backend server. ..."}``; applied
                    unless ``applied=False``
@@ -43,10 +44,9 @@ on ``DELETE /api/v3/order`` therefore cancels, then the re-sent cancel gets
 -2011 and async ccxt raises OrderNotFound for a cancel that succeeded; on a GET
 the retry simply succeeds. Sync ccxt never re-sends.
 
-The weight limiter counts Binance's request weight per calendar minute of the
-core's clock, sends ``X-MBX-USED-WEIGHT-1M`` on every answer, and, when the
-``weight_limit_1m`` setting is set (:mod:`recovery.sim.settings`), answers
-429 -1003 over it (DDoSProtection).
+Faults are one-off answers: an ``http_429`` does not count towards an IP ban;
+the real rate limits (weight, bans, unfilled order counts) are
+:mod:`recovery.sim.limits`.
 
 The request log records every ``/api/...`` request: method, path, decoded
 parameters without ``signature``, status (``None`` when dropped), Binance error
@@ -61,7 +61,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["FAULT_KINDS", "Fault", "Faults", "LoggedRequest", "RequestLog", "WeightLimiter", "request_weight"]
+__all__ = ["FAULT_KINDS", "Fault", "Faults", "LoggedRequest", "RequestLog"]
 
 FAULT_KINDS = frozenset(
     {
@@ -245,38 +245,3 @@ class RequestLog:
     def __len__(self) -> int:
         with self._lock:
             return len(self._entries)
-
-
-def request_weight(method: str, path: str, params: Mapping[str, str]) -> int:
-    """Binance's REQUEST_WEIGHT of one simulated call."""
-    if path == "/api/v3/openOrders":
-        if method == "DELETE":  # cancel all: weight 1
-            return 1
-        return 6 if params.get("symbol") else 80
-    if path == "/api/v3/myTrades":
-        return 5 if params.get("orderId") else 20
-    if path == "/api/v3/order":
-        return 4 if method == "GET" else 1
-    return {"/api/v3/exchangeInfo": 20, "/api/v3/allOrders": 20, "/api/v3/account": 20}.get(path, 1)
-
-
-class WeightLimiter:
-    """Per-minute REQUEST_WEIGHT counter; a ``limit`` of ``None`` only counts."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._minute = -1
-        self._used = 0
-
-    def add(self, weight: int, now_ms: int, limit: int | None) -> tuple[int, bool]:
-        """Count ``weight``; returns (used this minute, over ``limit``)."""
-        with self._lock:
-            minute = now_ms // 60_000
-            if minute != self._minute:
-                self._minute, self._used = minute, 0
-            self._used += weight
-            return self._used, limit is not None and self._used > limit
-
-    def reset(self) -> None:
-        with self._lock:
-            self._minute, self._used = -1, 0

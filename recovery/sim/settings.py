@@ -3,8 +3,10 @@
 One frozen :class:`Settings` per exchange core (``core.settings``), replaced
 whole by :meth:`Settings.replace` (so a reader never sees half a change).
 Defaults follow Binance's own spot API documentation
-(binance/binance-spot-api-docs: rest-api.md, errors.md, filters.md); where
-Binance's default is "consistent" (no lag) the knob is off.
+(binance/binance-spot-api-docs: rest-api.md, errors.md, filters.md), so the
+simulator refuses what Binance refuses; where Binance's default is
+"consistent" (no lag) the knob is off. A test that needs more (a grid of 500
+orders in a second) raises a limit for itself.
 
 ============================== ============ =========================================================
 knob                           default      what it does
@@ -33,9 +35,21 @@ knob                           default      what it does
                                             ``i * offset + 1``; ``0``: every symbol starts at 1
                                             and ids collide across symbols. Read at a symbol's
                                             first order
-``weight_limit_1m``            ``None``     REQUEST_WEIGHT per minute, beyond it 429 -1003 with
-                                            Retry-After (rest-api.md "IP Limits"); ``None``: count
-                                            only (Binance: 6000)
+``weight_limit_1m``            ``6000``     REQUEST_WEIGHT per minute, beyond it 429 -1003 with
+                                            Retry-After (rest-api.md "IP Limits"); ``None``:
+                                            count only
+``ban_after_429s``             ``3``        weight 429s an IP may collect in one minute; the
+                                            next request is answered 418 and bans the IP
+                                            ("failing to back off after receiving 429s will
+                                            result in an automated IP ban"; Binance does not
+                                            publish the number); ``None``: never ban
+``ban_ms``                     2 minutes    the first ban; each further one lasts twice the
+                                            last, at most 3 days ("from 2 minutes to 3 days")
+``order_limit_10s``            ``100``      unfilled orders per 10 s (rest-api.md "Unfilled
+                                            Order Count", faqs/order_count_decrement.md); a
+                                            new order at the limit is 429 -1015 with
+                                            Retry-After; ``None``: count only
+``order_limit_1d``             ``200000``   unfilled orders per UTC day, likewise
 ============================== ============ =========================================================
 
 Set them at construction (``Simulator(settings={"weight_limit_1m": 1200})``), at run time
@@ -68,7 +82,11 @@ class Settings:
     archive_after_ms: int | None = 90 * _DAY_MS
     max_num_orders: int = 200
     order_id_offset_per_symbol: int = 1_000_000
-    weight_limit_1m: int | None = None
+    weight_limit_1m: int | None = 6000
+    ban_after_429s: int | None = 3
+    ban_ms: int = 120_000
+    order_limit_10s: int | None = 100
+    order_limit_1d: int | None = 200_000
 
     def __post_init__(self) -> None:
         queries = self.lagging_queries
@@ -85,6 +103,10 @@ class Settings:
             ("max_num_orders", 1, False),
             ("order_id_offset_per_symbol", 0, False),
             ("weight_limit_1m", 1, True),
+            ("ban_after_429s", 0, True),
+            ("ban_ms", 1, False),
+            ("order_limit_10s", 1, True),
+            ("order_limit_1d", 1, True),
         ):
             value = getattr(self, name)
             if value is None and optional:

@@ -91,6 +91,7 @@ ENDPOINT_PARAMS: Mapping[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v3/allOrders"): frozenset({"symbol", "orderId", "startTime", "endTime", "limit"}) | _SIGNED,
     ("GET", "/api/v3/myTrades"): frozenset({"symbol", "orderId", "startTime", "endTime", "fromId", "limit"}) | _SIGNED,
     ("GET", "/api/v3/account"): frozenset({"omitZeroBalances"}) | _SIGNED,
+    ("GET", "/api/v3/rateLimit/order"): _SIGNED,
 }
 
 
@@ -189,7 +190,15 @@ def _filters(market: Market, max_num_orders: int) -> list[dict[str, Any]]:
     ]
 
 
-def exchange_info_json(core: ExchangeCore, weight_limit_1m: int) -> dict[str, Any]:
+def exchange_info_json(core: ExchangeCore) -> dict[str, Any]:
+    """``exchangeInfo``: the markets and their filters, and the rate limits in force (unlimited ones left out)."""
+    settings = core.settings
+    limits = [
+        ("REQUEST_WEIGHT", "MINUTE", 1, settings.weight_limit_1m),
+        ("ORDERS", "SECOND", 10, settings.order_limit_10s),
+        ("ORDERS", "DAY", 1, settings.order_limit_1d),
+        ("RAW_REQUESTS", "MINUTE", 5, 61000),
+    ]
     symbols = [
         {
             "symbol": m.id,
@@ -224,10 +233,9 @@ def exchange_info_json(core: ExchangeCore, weight_limit_1m: int) -> dict[str, An
         "timezone": "UTC",
         "serverTime": core.now_ms(),
         "rateLimits": [
-            {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": weight_limit_1m},
-            {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
-            {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},
-            {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000},
+            {"rateLimitType": kind, "interval": interval, "intervalNum": number, "limit": limit}
+            for kind, interval, number, limit in limits
+            if limit is not None
         ],
         "exchangeFilters": [],
         "symbols": symbols,

@@ -267,19 +267,22 @@ def test_cancel_replace(core: ExchangeCore) -> None:
         "BTC/USDT", "BUY", "LIMIT", quantity=D("0.01"), price=D("29000"), time_in_force="GTC", client_order_id="e1"
     )
     new = OrderRequest("BUY", "LIMIT", quantity=D("0.02"), price=D("28000"), time_in_force="GTC", client_order_id="e2")
-    canceled, placed = core.cancel_replace(
+    canceled, placed, _ = core.cancel_replace(
         "BTCUSDT", cancel_order_id=old.order_id, cancel_client_order_id=None, new_order=new
     )
     assert not isinstance(canceled, ExchangeRejected) and canceled.status == "CANCELED"
     assert isinstance(placed, tuple) and placed[0].client_order_id == "e2"
     assert core.balance("USDT").locked == D("560")
-    failed, not_attempted = core.cancel_replace(
+    failed, not_attempted, _ = core.cancel_replace(
         "BTCUSDT", cancel_order_id=old.order_id, cancel_client_order_id=None, new_order=new
     )
     assert isinstance(failed, ExchangeRejected) and failed.code == -2011 and not_attempted is None
     too_big = OrderRequest("BUY", "LIMIT", quantity=D("1"), price=D("28000"), time_in_force="GTC")
-    ok, refused = core.cancel_replace("BTCUSDT", cancel_order_id=None, cancel_client_order_id="e2", new_order=too_big)
+    ok, refused, over_limit = core.cancel_replace(
+        "BTCUSDT", cancel_order_id=None, cancel_client_order_id="e2", new_order=too_big
+    )
     assert not isinstance(ok, ExchangeRejected) and isinstance(refused, ExchangeRejected) and refused.code == -2010
+    assert not over_limit
     assert core.balance("USDT").locked == 0 and core.open_orders() == []
 
 

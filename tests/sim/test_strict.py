@@ -335,3 +335,109 @@ def test_cancel_all_open_orders_on_a_symbol(simulator: Simulator, exchange: ccxt
         exchange.cancel_all_orders("BTC/USDT")
     answer = signed("DELETE", "/api/v3/openOrders")
     assert (answer.status, answer.code) == (400, -1102)
+
+
+def test_repeated_429s_get_the_ip_banned_with_418(clocked: tuple[Simulator, ccxt.binance], sim_clock: SimClock) -> None:
+    """rest-api.md "IP Limits": "Requests fail with HTTP status code 429 when you exceed the request rate
+    limit"; "Repeatedly violating rate limits and/or failing to back off after receiving 429s will result in
+    an automated IP ban (HTTP status 418)"; "IP bans are tracked and scale in duration for repeat offenders,
+    from 2 minutes to 3 days"; "A Retry-After header is sent with a 418 or 429 responses and will give the
+    number of seconds required to wait, in the case of a 429, to prevent a ban, or, in the case of a 418,
+    until the ban is over". errors.md "-1003 TOO_MANY_REQUESTS" gives both messages.
+
+    ccxt raises DDoSProtection for both statuses. Past ``ban_after_429s`` (3)
+    refusals in one minute the IP is banned, every endpoint, for ``ban_ms``
+    (2 minutes), then twice as long.
+    """
+    sim, exchange = clocked
+    assert sim.settings.weight_limit_1m == 6000  # Binance's REQUEST_WEIGHT per minute
+    sim.configure(weight_limit_1m=100)
+    exchange.load_markets()  # 20
+    exchange.fetch_open_orders()  # 80: 100, at the limit
+    into_minute_s = (sim_clock.now // 1000) % 60
+    for _ in range(3):
+        with pytest.raises(ccxt.DDoSProtection, match=r"429.*-1003.*current limit is 100 request weight"):
+            exchange.fetch_balance()
+        assert exchange.last_response_headers["Retry-After"] == str(60 - into_minute_s)
+    with pytest.raises(ccxt.DDoSProtection, match=r"418.*IP banned until"):
+        exchange.fetch_balance()
+    assert exchange.last_response_headers["Retry-After"] == "120"
+    sim_clock.now += 60_000  # a new minute, but the ban holds, for public endpoints too
+    with pytest.raises(ccxt.DDoSProtection, match="418"):
+        exchange.fetch_time()
+    assert exchange.last_response_headers["Retry-After"] == "60"
+    sim_clock.now += 60_000
+    assert exchange.fetch_time() == sim_clock.now  # the ban is over: weight 1 this minute
+    exchange.fetch_open_orders()  # 81
+    for call in (exchange.fetch_balance, exchange.fetch_time, exchange.fetch_time):  # 101, 102, 103
+        with pytest.raises(ccxt.DDoSProtection, match="429"):
+            call()
+    with pytest.raises(ccxt.DDoSProtection, match="418"):
+        exchange.fetch_time()
+    assert exchange.last_response_headers["Retry-After"] == "240"  # a repeat offender waits twice as long
+
+
+def test_unfilled_order_count(clocked: tuple[Simulator, ccxt.binance], sim_clock: SimClock) -> None:
+    """rest-api.md "Unfilled Order Count": "Every successful order response will contain a
+    X-MBX-ORDER-COUNT-(intervalNum)(intervalLetter) header"; "If you have exceeded this, you will receive a
+    429 error with the Retry-After header"; faqs/order_count_decrement.md: "-1015 Too many new orders",
+    "When an order is filled for the first time (partially or fully), your unfilled order count is
+    decremented by one", "Canceling an order does not change the unfilled order count", the 10-second
+    windows run 12:34:00-12:34:10; "Query Unfilled Order Count" (``GET /api/v3/rateLimit/order``).
+    """
+    sim, exchange = clocked
+    signed = Signed(sim)
+    assert (sim.settings.order_limit_10s, sim.settings.order_limit_1d) == (100, 200_000)
+    sim.configure(order_limit_10s=3)
+    limits = exchange.publicGetExchangeInfo()["rateLimits"]  # exchangeInfo shows the limits in force
+    assert {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 3} in limits
+    sim_clock.now = sim_clock.now // 10_000 * 10_000 + 1000  # one second into a 10-second window
+    ids = []
+    for n in range(3):
+        ids.append(exchange.create_order("BTC/USDT", "limit", "buy", 0.01, 29000 - n)["id"])
+        assert exchange.last_response_headers["X-MBX-ORDER-COUNT-10S"] == str(n + 1)
+        assert exchange.last_response_headers["X-MBX-ORDER-COUNT-1D"] == str(n + 1)
+    with pytest.raises(ccxt.DDoSProtection, match=r"429.*-1015.*current limit is 3 orders per 10 SECOND"):
+        exchange.create_order("BTC/USDT", "limit", "buy", 0.01, 28000)
+    assert exchange.last_response_headers["Retry-After"] == "9"
+    exchange.cancel_order(ids[0], "BTC/USDT")  # cancelling gives nothing back
+    with pytest.raises(ccxt.DDoSProtection, match="-1015"):
+        exchange.create_order("BTC/USDT", "limit", "buy", 0.01, 28000)
+    sim.fill(int(ids[1]), amount="0.005", symbol="BTC/USDT")  # a first fill takes one off
+    sim.fill(int(ids[1]), symbol="BTC/USDT")  # a second fill of the same order does not
+    exchange.create_order("BTC/USDT", "market", "buy", 0.001)  # a taker: +1, then its first fill -1
+    assert exchange.last_response_headers["X-MBX-ORDER-COUNT-10S"] == "2"
+    exchange.create_order("BTC/USDT", "limit", "buy", 0.01, 27000)
+    answer = signed("GET", "/api/v3/rateLimit/order")
+    assert answer.body == [
+        {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 3, "count": 3},
+        {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000, "count": 3},
+    ]
+    replace = {
+        "symbol": "BTCUSDT",
+        "side": "BUY",
+        "type": "LIMIT",
+        "timeInForce": "GTC",
+        "quantity": "0.01",
+        "price": "26000",
+        "cancelOrderId": ids[2],
+    }
+    over = signed("POST", "/api/v3/order/cancelReplace", cancelReplaceMode="STOP_ON_FAILURE", **replace)
+    assert (over.status, over.code) == (429, -1015)  # DO_NOTHING: nothing done
+    assert over.headers["Retry-After"] == "9"
+    assert sim.core.order(int(ids[2]), symbol="BTC/USDT").status == "NEW"
+    cancel_only = signed(
+        "POST",
+        "/api/v3/order/cancelReplace",
+        cancelReplaceMode="STOP_ON_FAILURE",
+        orderRateLimitExceededMode="CANCEL_ONLY",
+        **replace,
+    )
+    assert (cancel_only.status, cancel_only.code) == (429, -2021)
+    assert cancel_only.body["data"]["cancelResult"] == "SUCCESS"
+    assert cancel_only.body["data"]["newOrderResponse"]["code"] == -1015
+    assert sim.core.order(int(ids[2]), symbol="BTC/USDT").status == "CANCELED"
+    sim_clock.now += 9000  # the next window
+    exchange.create_order("BTC/USDT", "limit", "buy", 0.01, 27000)
+    assert exchange.last_response_headers["X-MBX-ORDER-COUNT-10S"] == "1"
+    assert exchange.last_response_headers["X-MBX-ORDER-COUNT-1D"] == "4"

@@ -18,11 +18,21 @@ endpoints, :mod:`recovery.sim.control`).
 The pieces: :mod:`recovery.sim.core` (matching, balances, test hooks),
 :mod:`recovery.sim.http` (the REST dialect, signatures, server),
 :mod:`recovery.sim.faults` (fault kinds and the ccxt exception each produces,
-request log, weight limiter), :mod:`recovery.sim.wire` (JSON shapes).
+request log), :mod:`recovery.sim.limits` (weight, bans, unfilled order count),
+:mod:`recovery.sim.settings` (the knobs), :mod:`recovery.sim.wire` (JSON shapes).
+
+Strict by default, as Binance documents its spot API: client ids
+``^[a-zA-Z0-9-_]{1,36}$``, cancelRestrictions, cancelReplace checks the new
+order's filters before it cancels, MAX_NUM_ORDERS, order ids per symbol,
+-2026 for archived orders, 6000 request weight a minute, 418 bans after
+repeated 429s, the unfilled order count. Eventual consistency is off by default
+and turned on per test: ``sim.configure(lag_ms=500, lagging_queries=["order"])``;
+``sim.faults.arm("POST", "/api/v3/order", "http_502_html", applied=True)``.
 
 Simulated endpoints: ``GET /api/v3/ping``, ``time``, ``exchangeInfo``;
 signed ``POST/GET/DELETE /api/v3/order``, ``POST /api/v3/order/cancelReplace``,
-``GET/DELETE /api/v3/openOrders``, ``GET allOrders``, ``myTrades``, ``account``. Sign with
+``GET/DELETE /api/v3/openOrders``, ``GET allOrders``, ``myTrades``, ``account``,
+``rateLimit/order``. Sign with
 :data:`TEST_API_KEY` and :data:`TEST_SECRET`.
 """
 

@@ -11,11 +11,6 @@ orders in a second) raises a limit for itself.
 ============================== ============ =========================================================
 knob                           default      what it does
 ============================== ============ =========================================================
-``archive_after_ms``           90 days      an order CANCELED or EXPIRED with nothing executed
-                                            longer ago than this is archived: GET order
-                                            answers -2026 ORDER_ARCHIVED (errors.md; ccxt:
-                                            InvalidOrder), allOrders leaves it out; ``None``:
-                                            never. Recovery's venue horizons test against it
 ``lag_ms``                     ``0``        queries in ``lagging_queries`` see the account as it
                                             was ``lag_ms`` ago: an accepted order is invisible
                                             to them (GET order: -2013) and a fill or cancel
@@ -26,9 +21,14 @@ knob                           default      what it does
 ``lagging_queries``            allOrders    which queries lag: any of ``order`` (GET order),
                                             ``openOrders``, ``allOrders``, ``myTrades`` (a JSON
                                             list over ``/_sim/settings``)
-``max_num_orders``             ``200``      open orders per symbol (filters.md MAX_NUM_ORDERS, shown
-                                            in exchangeInfo); a new order beyond it is -1013
-                                            "Filter failure: MAX_NUM_ORDERS"
+``archive_after_ms``           90 days      an order CANCELED or EXPIRED with nothing executed
+                                            longer ago than this is archived: GET order
+                                            answers -2026 ORDER_ARCHIVED (errors.md; ccxt:
+                                            InvalidOrder), allOrders leaves it out; ``None``:
+                                            never. Recovery's venue horizons test against it
+``max_num_orders``             ``200``      open orders per symbol (filters.md MAX_NUM_ORDERS,
+                                            shown in exchangeInfo); a new order beyond it is
+                                            -1013 "Filter failure: MAX_NUM_ORDERS"
 ``order_id_offset_per_symbol`` ``10**6``    order ids count per symbol (faqs/spot_glossary.md
                                             ``orderId``: "uniquely identifies the order on a
                                             symbol"); the i-th market's first id is
@@ -52,11 +52,15 @@ knob                           default      what it does
 ``order_limit_1d``             ``200000``   unfilled orders per UTC day, likewise
 ============================== ============ =========================================================
 
-Set them at construction (``Simulator(settings={"weight_limit_1m": 1200})``), at run time
-(``sim.configure(weight_limit_1m=1200)``), from another process
-(``SimulatorClient(url).configure(weight_limit_1m=1200)``, i.e. ``POST /_sim/settings``)
-or on the command line (``python -m recovery.sim --set weight_limit_1m=1200``). An
-unknown name is a ``ValueError`` naming the known ones.
+Set them at construction (``Simulator(settings={"lag_ms": 500})``), at run
+time (``sim.configure(lag_ms=500)``), from another process
+(``SimulatorClient(url).configure(lag_ms=500, lagging_queries=["order"])``,
+i.e. ``POST /_sim/settings`` with that JSON body) or on the command line
+(``python -m recovery.sim --set lag_ms=500 --set 'lagging_queries=["order"]'``).
+An unknown name is a ``ValueError`` naming the known ones. Which requests are
+carried out before a 5XX, a -1007 or a dropped connection is not a setting but
+a fault armed per request (:mod:`recovery.sim.faults`: ``http_503_1007``,
+``commit_then_drop``, ``http_502_html`` and ``down`` with ``applied=True``).
 """
 
 from __future__ import annotations

@@ -500,6 +500,8 @@ def test_runs_as_a_process_until_sigterm() -> None:
             "BTC=0.5",
             "--set",
             "weight_limit_1m=1200",
+            "--set",
+            'lagging_queries=["order", "myTrades"]',
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -512,6 +514,7 @@ def test_runs_as_a_process_until_sigterm() -> None:
         control = SimulatorClient(url)
         assert control.balances()["USDT"]["free"] == "500.00000000"
         assert control.settings()["weight_limit_1m"] == 1200
+        assert control.settings()["lagging_queries"] == ["myTrades", "order"]
         exchange = make_exchange(url)
         order = exchange.create_order("BTC/USDT", "market", "sell", 0.01, params={"clientOrderId": "proc-1"})
         assert order["average"] == 31000

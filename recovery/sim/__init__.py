@@ -1,5 +1,10 @@
 """A local Binance-spot exchange that the real ccxt library talks to on 127.0.0.1.
 
+It is as strict as Binance's spot API documentation: what Binance refuses, it
+refuses, with the documented code, HTTP status and headers; where Binance is
+eventually consistent (a lagging database, a 5XX after the order was placed)
+the simulator can be too, by turning a knob (:mod:`recovery.sim.settings`).
+
 The simulator is its own layer: it imports nothing of the client side of
 ``recovery`` (orders, reconciliation, the manager) and has its own errors
 (:mod:`recovery.sim.errors`). Its pieces:
@@ -10,7 +15,9 @@ The simulator is its own layer: it imports nothing of the client side of
 - :mod:`recovery.sim.model` -- markets, orders, trades, balances;
 - :mod:`recovery.sim.http` -- the Binance spot REST dialect and signatures;
 - :mod:`recovery.sim.wire` -- JSON shapes as Binance sends them;
-- :mod:`recovery.sim.faults` -- fault kinds, the request log, the weight limiter;
+- :mod:`recovery.sim.faults` -- fault kinds and the request log;
+- :mod:`recovery.sim.limits` -- request weight, IP bans, the unfilled order count;
+- :mod:`recovery.sim.settings` -- the knobs (:class:`Settings`): limits, lag, archive;
 - :mod:`recovery.sim.control` -- the ``/_sim/`` control endpoints.
 """
 
@@ -20,8 +27,10 @@ from .core import Balance, ExchangeCore, Market, Order, Trade
 from .errors import ExchangeRejected, SimulatorError
 from .faults import Faults, LoggedRequest, RequestLog
 from .server import TEST_API_KEY, TEST_SECRET, Simulator, SimulatorClient
+from .settings import DEFAULT_SETTINGS, Settings
 
 __all__ = [
+    "DEFAULT_SETTINGS",
     "TEST_API_KEY",
     "TEST_SECRET",
     "Balance",
@@ -32,6 +41,7 @@ __all__ = [
     "Market",
     "Order",
     "RequestLog",
+    "Settings",
     "Simulator",
     "SimulatorClient",
     "SimulatorError",

@@ -3,8 +3,10 @@
 Unsigned JSON over HTTP under ``/_sim/`` on the simulator's own 127.0.0.1 port;
 never faulted, never in the request log. Orders and trades come back in
 Binance's wire shapes (``allOrders`` / ``myTrades`` rows); amounts go in and
-out as strings. An order is named by its exchange id (a JSON integer) or its
-client id (a JSON string; the open order with that id first, else the newest).
+out as strings. An order is named by its exchange id (a JSON integer; with
+``"symbol"`` when that id exists on several symbols, since Binance numbers
+orders per symbol) or its client id (a JSON string; the open order with that
+id first, else the newest).
 
 ====== ==================== ============================================================
 method path                 body / answer
@@ -15,13 +17,15 @@ GET    /_sim/balances       ``{"USDT": {"free": "...", "locked": "..."}, ...}``
 GET    /_sim/requests       the request log; query ``method=`` and ``path=`` filter it
 DELETE /_sim/requests       clear the request log
 GET    /_sim/faults         the armed faults
-POST   /_sim/fill           ``{"order": 12 | "cid", "amount"?: "0.1", "price"?: "29000"}`` -> trade
-POST   /_sim/cancel         ``{"order": ...}`` -> the canceled order
+GET    /_sim/settings       the knobs in force (:mod:`recovery.sim.settings`)
+POST   /_sim/settings       ``{"weight_limit_1m": 1200, ...}``: change some knobs -> all of them
+POST   /_sim/fill           ``{"order": 12 | "cid", "symbol"?, "amount"?: "0.1", "price"?: "29000"}`` -> trade
+POST   /_sim/cancel         ``{"order": ..., "symbol"?}`` -> the canceled order
 POST   /_sim/price          ``{"symbol": "BTC/USDT", "price": "31000", "match"?: true}`` -> trades
 POST   /_sim/balance        ``{"asset": "USDT", "free": "1000"}`` -> balances
 POST   /_sim/fault          ``{"action": "arm", "method", "path", "kind", "times"?, ...options}``,
                             ``{"action": "disarm", "method"?, "path"?, "kind"?}``,
-                            ``{"action": "down", "mode"?}`` or ``{"action": "up"}``
+                            ``{"action": "down", "mode"?, "applied"?}`` or ``{"action": "up"}``
 ====== ==================== ============================================================
 
 Errors answer 400 ``{"error": "..."}``.
@@ -58,6 +62,13 @@ def _order_ref(body: dict[str, Any]) -> int | str:
     return ref
 
 
+def _symbol(body: dict[str, Any]) -> str | None:
+    symbol = body.get("symbol")
+    if symbol is not None and not isinstance(symbol, str):
+        raise ValueError(f"'symbol' must be a string such as \"BTC/USDT\", not {symbol!r}")
+    return symbol
+
+
 def control_handler(app: BinanceApp) -> Callable[[str, str, str, bytes], Reply]:
     """The ``/_sim/`` request handler for ``app``."""
     core = app.core
@@ -70,7 +81,7 @@ def control_handler(app: BinanceApp) -> Callable[[str, str, str, bytes], Reply]:
         if action == "down":
             return {
                 "armed": [f.kind for f in app.faults.armed()],
-                "fault": app.faults.down(body.get("mode", "drop")).kind,
+                "fault": app.faults.down(body.get("mode", "drop"), applied=body.get("applied", False)).kind,
             }
         if action == "up":
             app.faults.up()
@@ -113,9 +124,12 @@ def control_handler(app: BinanceApp) -> Callable[[str, str, str, bytes], Reply]:
                     for f in app.faults.armed()
                 ]
             elif key == ("POST", "/_sim/fill"):
-                result = wire.trade_json(core.fill(_order_ref(body), _amount(body, "amount"), _amount(body, "price")))
+                trade = core.fill(
+                    _order_ref(body), _amount(body, "amount"), _amount(body, "price"), symbol=_symbol(body)
+                )
+                result = wire.trade_json(trade)
             elif key == ("POST", "/_sim/cancel"):
-                result = wire.query_order_json(core.cancel(_order_ref(body)))
+                result = wire.query_order_json(core.cancel(_order_ref(body), symbol=_symbol(body)))
             elif key == ("POST", "/_sim/price"):
                 price = _amount(body, "price")
                 if price is None:
@@ -130,6 +144,10 @@ def control_handler(app: BinanceApp) -> Callable[[str, str, str, bytes], Reply]:
                 result = balances()
             elif key == ("POST", "/_sim/fault"):
                 result = fault(body)
+            elif key == ("GET", "/_sim/settings"):
+                result = core.settings.to_json()
+            elif key == ("POST", "/_sim/settings"):
+                result = core.configure(**body).to_json()
             else:
                 return Reply(404, json.dumps({"error": f"no control endpoint {method} {path}"}).encode())
         except (SimulatorError, ValueError, KeyError, TypeError) as exc:

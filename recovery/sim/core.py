@@ -32,7 +32,12 @@ sell; ``fee_asset="received"``) or always in the quote asset
 
 Amounts are exact ``Decimal`` values (Binance serialises them as strings with 8
 decimals, see :mod:`recovery.sim.wire`). Order and trade ids are increasing
-integers; times are milliseconds from a clock the core owns (real time unless
+integers. Order ids count per symbol, as on Binance, where ``orderId``
+"uniquely identifies the order on a symbol" (faqs/spot_glossary.md): the
+i-th market's first id is ``i * order_id_offset_per_symbol + 1`` (apart, like
+Binance's unrelated ranges), and with the setting at 0 every symbol starts at
+1, so the same id names different orders on different symbols (the strict test
+of code that keys orders by id alone). Trade ids are account-wide. Times are milliseconds from a clock the core owns (real time unless
 ``clock_ms`` is given). Refusals raise :class:`ExchangeRejected` carrying the
 exact Binance code, message and HTTP status.
 """
@@ -44,8 +49,9 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from decimal import ROUND_DOWN, Context, Decimal, localcontext
-from typing import Literal
+from typing import Any, Literal
 
+from recovery.sim.limits import UnfilledOrderCount
 from recovery.sim.model import (
     CLIENT_ID_PATTERN,
     DEFAULT_BALANCES,
@@ -62,8 +68,10 @@ from recovery.sim.model import (
     new_client_id,
 )
 from recovery.sim.model import to_decimal as _d
+from recovery.sim.settings import Settings
 
 __all__ = [
+    "CANCEL_RESTRICTIONS",
     "CLIENT_ID_PATTERN",
     "DEFAULT_BALANCES",
     "DEFAULT_MARKETS",
@@ -84,6 +92,12 @@ _EIGHT = Decimal("0.00000001")
 _ZERO = Decimal(0)
 _CTX = Context(prec=60)
 _DAY_MS = 86_400_000
+#: ``cancelRestrictions`` values and the status each one lets a cancel through (None: no restriction).
+CANCEL_RESTRICTIONS: Mapping[str | None, str | None] = {
+    None: None,
+    "ONLY_NEW": "NEW",
+    "ONLY_PARTIALLY_FILLED": "PARTIALLY_FILLED",
+}
 
 RefLike = int | str
 
@@ -96,7 +110,9 @@ class ExchangeCore:
     """Orders, trades, balances and prices of one simulated Binance spot account.
 
     Thread-safe (one re-entrant lock). ``clock_ms`` returns the exchange's time
-    in milliseconds; inject one to make times deterministic.
+    in milliseconds; inject one to make times deterministic. ``settings`` are
+    the knobs of :mod:`recovery.sim.settings` (a :class:`Settings` or a mapping
+    of changes to the defaults); :meth:`configure` changes them later.
     """
 
     def __init__(
@@ -108,10 +124,13 @@ class ExchangeCore:
         fee_rate: Number = "0.001",
         fee_asset: Literal["received", "quote"] = "received",
         clock_ms: Callable[[], int] | None = None,
+        settings: Settings | Mapping[str, Any] | None = None,
     ) -> None:
         if fee_asset not in ("received", "quote"):
             raise ValueError(f"fee_asset must be 'received' or 'quote', got {fee_asset!r}")
         self.lock = threading.RLock()
+        self.settings = Settings.of(settings)  # replaced whole, never mutated
+        self.order_count = UnfilledOrderCount()  # the account's unfilled orders per window (limits.py)
         self._markets = {m.id: m for m in (DEFAULT_MARKETS if markets is None else markets)}
         if not self._markets:
             raise ValueError("ExchangeCore needs at least one market")
@@ -120,11 +139,13 @@ class ExchangeCore:
         self.fee_asset = fee_asset
         self._clock = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self._prices: dict[str, Decimal] = {}
-        self._orders: dict[int, Order] = {}
+        self._orders: dict[tuple[str, int], Order] = {}  # by (symbol id, order id), in creation order
+        # every state an order went through, (time, copy), for the queries that lag (lag_ms)
+        self._history: dict[tuple[str, int], list[tuple[int, Order]]] = {}
         self._trades: list[Trade] = []
         self._free: dict[str, Decimal] = {}
         self._locked: dict[str, Decimal] = {}
-        self._next_order_id = 1
+        self._next_order_id: dict[str, int] = {}  # per symbol, as Binance numbers them; set at its first order
         self._next_trade_id = 1
         for m in self._markets.values():
             self._free.setdefault(m.base, _ZERO)
@@ -153,6 +174,12 @@ class ExchangeCore:
         if found is None:
             raise ExchangeRejected(-1121, "Invalid symbol.")
         return found
+
+    def configure(self, **changes: Any) -> Settings:
+        """Change some knobs (see :mod:`recovery.sim.settings`); returns the new settings."""
+        with self.lock:
+            self.settings = self.settings.replace(**changes)
+            return self.settings
 
     def now_ms(self) -> int:
         return int(self._clock())
@@ -192,14 +219,57 @@ class ExchangeCore:
         return self.fee_rate if self.fee_asset == "quote" else _ZERO
 
     def _check_filters(self, market: Market, qty: Decimal, price: Decimal, check_price: bool) -> None:
+        """filters.md PRICE_FILTER, LOT_SIZE and NOTIONAL (``maxNotional`` not applied to MARKET orders)."""
         if check_price and (
             price < market.tick_size or price > market.max_price or not _multiple_of(price, market.tick_size)
         ):
             raise ExchangeRejected(-1013, "Filter failure: PRICE_FILTER")
         if qty < market.step_size or qty > market.max_qty or not _multiple_of(qty, market.step_size):
             raise ExchangeRejected(-1013, "Filter failure: LOT_SIZE")
-        if qty * price < market.min_notional:
+        if qty * price < market.min_notional or (check_price and qty * price > market.max_notional):
             raise ExchangeRejected(-1013, "Filter failure: NOTIONAL")
+
+    def _precheck(self, market: Market, request: OrderRequest, *, leaving: Order | None = None) -> Decimal:
+        """What the API checks before the matching engine sees a new order; returns its quantity.
+
+        Client id characters, strategyType, mandatory parameters, the symbol's
+        filters and MAX_NUM_ORDERS (``leaving``: the open order a cancelReplace
+        takes away). A cancelReplace runs this before it cancels (rest-api.md:
+        "Filters and Order Count are evaluated before the processing of the
+        cancellation and order placement occurs").
+        """
+        if request.client_order_id is not None and not CLIENT_ID_PATTERN.match(request.client_order_id):
+            raise ExchangeRejected(
+                -1100,
+                f"Illegal characters found in parameter 'newClientOrderId'; legal range is '{_CLIENT_ID_RANGE}'.",
+            )
+        if request.strategy_type is not None and request.strategy_type < 1_000_000:
+            raise ExchangeRejected(-1134, "strategyType was less than 1000000.")
+        last = self.price(market.id)
+        quantity, price = request.quantity, request.price
+        if request.type == "MARKET":
+            if quantity is None:
+                if request.quote_order_qty is None:
+                    raise ExchangeRejected(
+                        -1102, "Param 'quantity' or 'quoteOrderQty' must be sent, but both were empty!"
+                    )
+                quantity = (request.quote_order_qty / last).quantize(market.step_size, rounding=ROUND_DOWN)
+            elif request.quote_order_qty is not None:
+                raise ExchangeRejected(-1106, "Parameter 'quoteOrderQty' sent when not required.")
+            self._check_filters(market, quantity, last, check_price=False)
+        else:
+            if price is None or quantity is None:
+                raise ExchangeRejected(
+                    -1102,
+                    "Mandatory parameter 'price' was not sent, was empty/null, or malformed."
+                    if price is None
+                    else "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed.",
+                )
+            self._check_filters(market, quantity, price, check_price=True)
+        still_open = sum(1 for o in self._orders.values() if o.is_open and o.symbol == market.id and o is not leaving)
+        if still_open >= self.settings.max_num_orders:
+            raise ExchangeRejected(-1013, "Filter failure: MAX_NUM_ORDERS")
+        return quantity
 
     def place_order(
         self,
@@ -212,106 +282,122 @@ class ExchangeCore:
         price: Decimal | None = None,
         time_in_force: str | None = None,
         client_order_id: str | None = None,
+        strategy_id: int | None = None,
+        strategy_type: int | None = None,
+        counted: bool = False,
     ) -> tuple[Order, list[Trade]]:
-        """Validate, lock and match a new order; returns it and its immediate fills."""
+        """Validate, lock and match a new order; returns it and its immediate fills.
+
+        ``strategy_id``/``strategy_type`` label the order and are echoed in every
+        answer about it (rest-api.md "Conditional fields in Order Responses").
+        ``counted``: the order goes through the unfilled order count (the API
+        does this; a test hook placing an order directly does not): at a
+        limit it is refused with 429 -1015, else it adds one
+        (:mod:`recovery.sim.limits`).
+        """
+        request = OrderRequest(
+            side, type, quantity, quote_order_qty, price, time_in_force, client_order_id, strategy_id, strategy_type
+        )
         with self.lock, localcontext(_CTX):
             market = self.market(symbol)
-            if client_order_id is None:
-                client_order_id = new_client_id()
-            elif not CLIENT_ID_PATTERN.match(client_order_id):
-                raise ExchangeRejected(
-                    -1100,
-                    f"Illegal characters found in parameter 'newClientOrderId'; legal range is '{_CLIENT_ID_RANGE}'.",
-                )
-            if any(o.is_open and o.client_order_id == client_order_id for o in self._orders.values()):
-                raise ExchangeRejected(-2010, "Duplicate order sent.")
-            last = self.price(market.id)
-            if type == "MARKET":
-                return self._place_market(market, side, last, quantity, quote_order_qty, client_order_id)
-            if price is None or quantity is None:
-                raise ExchangeRejected(
-                    -1102,
-                    "Mandatory parameter 'price' was not sent, was empty/null, or malformed."
-                    if price is None
-                    else "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed.",
-                )
-            self._check_filters(market, quantity, price, check_price=True)
-            crosses = price >= last if side == "BUY" else price <= last
-            if type == "LIMIT_MAKER" and crosses:
-                raise ExchangeRejected(-2010, "Order would immediately match and take.")
-            if side == "BUY":
-                lock_asset, lock = market.quote, price * quantity * (1 + self._fee_rate_in_quote_lock())
-            else:
-                lock_asset, lock = market.base, quantity
-            if self._free.get(lock_asset, _ZERO) < lock:
-                raise ExchangeRejected(-2010, "Account has insufficient balance for requested action.")
+            quantity = self._precheck(market, request)
+            if not counted:
+                return self._place(market, request, quantity)
             now = self.now_ms()
-            order = Order(
-                self._next_order_id,
-                client_order_id,
-                market.id,
-                side,
-                type,
-                time_in_force,
-                price,
-                quantity,
-                now,
-                update_time_ms=now,
-                locked=lock,
-            )
-            self._next_order_id += 1
-            self._orders[order.order_id] = order
-            self._move(lock_asset, free=-lock, locked=lock)
-            trades: list[Trade] = []
-            if crosses:
-                trades.append(self._execute(order, quantity, price, is_maker=False))
-            elif time_in_force in ("IOC", "FOK"):
-                self._close(order, "EXPIRED")
-            return dataclasses.replace(order), trades
+            refusal = self.order_count.refusal(now, self.settings)
+            if refusal is not None:
+                raise refusal
+            self.order_count.add(now)  # before matching: an immediate fill takes it off again
+            try:
+                return self._place(market, request, quantity)
+            except ExchangeRejected:
+                self.order_count.undo(now)
+                raise
 
-    def _place_market(
-        self,
-        market: Market,
-        side: str,
-        last: Decimal,
-        quantity: Decimal | None,
-        quote_order_qty: Decimal | None,
-        client_order_id: str,
-    ) -> tuple[Order, list[Trade]]:
-        if quantity is None:
-            if quote_order_qty is None:
-                raise ExchangeRejected(-1102, "Param 'quantity' or 'quoteOrderQty' must be sent, but both were empty!")
-            quantity = (quote_order_qty / last).quantize(market.step_size, rounding=ROUND_DOWN)
-        elif quote_order_qty is not None:
-            raise ExchangeRejected(-1106, "Parameter 'quoteOrderQty' sent when not required.")
-        self._check_filters(market, quantity, last, check_price=False)
-        if side == "BUY":
-            needed, asset = last * quantity * (1 + self._fee_rate_in_quote_lock()), market.quote
+    def _new_order_id(self, market: Market) -> int:
+        """The symbol's next order id; its first is ``index * order_id_offset_per_symbol + 1``."""
+        if market.id not in self._next_order_id:
+            index = list(self._markets).index(market.id)
+            return index * self.settings.order_id_offset_per_symbol + 1
+        return self._next_order_id[market.id]
+
+    def _place(self, market: Market, request: OrderRequest, quantity: Decimal) -> tuple[Order, list[Trade]]:
+        """The matching engine's part of a new order, after :meth:`_precheck`."""
+        client_order_id = request.client_order_id or new_client_id()
+        if any(o.is_open and o.client_order_id == client_order_id for o in self._orders.values()):
+            raise ExchangeRejected(-2010, "Duplicate order sent.")
+        side, last = request.side, self.price(market.id)
+        if request.type == "MARKET":
+            price, crosses, lock = last, True, _ZERO
+            needed = last * quantity * (1 + self._fee_rate_in_quote_lock()) if side == "BUY" else quantity
         else:
-            needed, asset = quantity, market.base
-        if self._free.get(asset, _ZERO) < needed:
+            assert request.price is not None  # _precheck made sure
+            price = request.price
+            crosses = price >= last if side == "BUY" else price <= last
+            if request.type == "LIMIT_MAKER" and crosses:
+                raise ExchangeRejected(-2010, "Order would immediately match and take.")
+            lock = price * quantity * (1 + self._fee_rate_in_quote_lock()) if side == "BUY" else quantity
+            needed = lock
+        lock_asset = market.quote if side == "BUY" else market.base
+        if self._free.get(lock_asset, _ZERO) < needed:
             raise ExchangeRejected(-2010, "Account has insufficient balance for requested action.")
         now = self.now_ms()
+        is_market = request.type == "MARKET"
         order = Order(
-            self._next_order_id,
+            self._new_order_id(market),
             client_order_id,
             market.id,
             side,
-            "MARKET",
-            None,
-            _ZERO,
+            request.type,
+            None if is_market else request.time_in_force,
+            _ZERO if is_market else price,
             quantity,
             now,
-            orig_quote_order_qty=quote_order_qty or _ZERO,
+            orig_quote_order_qty=(request.quote_order_qty or _ZERO) if is_market else _ZERO,
             update_time_ms=now,
+            locked=lock,
+            strategy_id=request.strategy_id,
+            strategy_type=request.strategy_type,
         )
-        self._next_order_id += 1
-        self._orders[order.order_id] = order
-        trade = self._execute(order, quantity, last, is_maker=False)
-        return dataclasses.replace(order), [trade]
+        self._next_order_id[market.id] = order.order_id + 1
+        self._orders[(market.id, order.order_id)] = order
+        self._move(lock_asset, free=-lock, locked=lock)
+        trades: list[Trade] = []
+        if crosses:
+            trades.append(self._execute(order, quantity, price, is_maker=False))
+        elif request.time_in_force in ("IOC", "FOK"):
+            self._close(order, "EXPIRED")
+        self._remember(order)
+        return dataclasses.replace(order), trades
+
+    def _remember(self, order: Order) -> None:
+        """Keep this state of ``order`` for the lagging queries (see :meth:`_view`)."""
+        self._history.setdefault((order.symbol, order.order_id), []).append((self.now_ms(), dataclasses.replace(order)))
+
+    def _view(self, query: str) -> dict[tuple[str, int], Order]:
+        """The orders as ``query`` sees them: the truth, or the account ``lag_ms`` ago.
+
+        rest-api.md "Data Sources": "The API system is asynchronous"; each
+        endpoint reads from the Matching Engine, Memory or a Database that can
+        lag it (allOrders: Database). When ``query`` is in ``lagging_queries``
+        it sees each order in its latest state at least ``lag_ms`` old, and not
+        at all if it is younger: accepted, yet invisible.
+        """
+        settings = self.settings
+        if not settings.lag_ms or query not in settings.lagging_queries:
+            return self._orders
+        cutoff = self.now_ms() - settings.lag_ms
+        view: dict[tuple[str, int], Order] = {}
+        for key, versions in self._history.items():
+            seen = next((version for at, version in reversed(versions) if at <= cutoff), None)
+            if seen is not None:
+                view[key] = seen
+        return view
 
     def _execute(self, order: Order, qty: Decimal, price: Decimal, *, is_maker: bool) -> Trade:
         """Fill ``qty`` of ``order`` at ``price``: move balances, record the trade."""
+        if order.executed_qty == 0:  # its first fill: the unfilled order count goes down
+            self.order_count.filled(self.now_ms())
         market = self._markets[order.symbol]
         quote_qty = price * qty
         is_buyer = order.side == "BUY"
@@ -358,6 +444,7 @@ class ExchangeCore:
             self._close(order, "FILLED")
         else:
             order.status = "PARTIALLY_FILLED"
+        self._remember(order)
         return trade
 
     def _close(self, order: Order, status: str) -> None:
@@ -369,46 +456,117 @@ class ExchangeCore:
             order.locked = _ZERO
         order.status = status
         order.update_time_ms = self.now_ms()
+        self._remember(order)
 
-    def _find(self, symbol: str | None, order_id: int | None, client_order_id: str | None) -> Order | None:
-        """By id (checked against the client id if both are given) or by client id (open first, then newest)."""
+    def _find(
+        self,
+        symbol: str,
+        order_id: int | None,
+        client_order_id: str | None,
+        orders: Mapping[tuple[str, int], Order] | None = None,
+    ) -> Order | None:
+        """By id (checked against the client id if both are given) or by client id (open first, then newest).
+
+        ``orders``: where to look (a lagging view); the truth by default.
+        """
+        orders = self._orders if orders is None else orders
         if order_id is not None:
-            order = self._orders.get(order_id)
-            if order is None or (symbol is not None and order.symbol != symbol):
-                return None
-            if client_order_id is not None and order.client_order_id != client_order_id:
+            order = orders.get((symbol, order_id))
+            if order is None or (client_order_id is not None and order.client_order_id != client_order_id):
                 return None
             return order
+        return self._by_client_id(symbol, client_order_id, orders)
+
+    def _by_client_id(
+        self,
+        symbol: str | None,
+        client_order_id: str | None,
+        orders: Mapping[tuple[str, int], Order] | None = None,
+    ) -> Order | None:
         candidates = [
             o
-            for o in self._orders.values()
+            for o in (self._orders if orders is None else orders).values()
             if o.client_order_id == client_order_id and (symbol is None or o.symbol == symbol)
         ]
         open_ones = [o for o in candidates if o.is_open]
         pool = open_ones or candidates
-        return max(pool, key=lambda o: o.order_id) if pool else None
+        return pool[-1] if pool else None  # the newest: orders are kept in creation order
+
+    def _archived(self, order: Order, now_ms: int) -> bool:
+        """Archived: CANCELED or EXPIRED with nothing executed, longer ago than ``archive_after_ms``.
+
+        errors.md "-2026 ORDER_ARCHIVED"; CHANGELOG.md: "an archived order (i.e.
+        order with status CANCELED or EXPIRED where executedQty == 0 that
+        occurred more than 90 days in the past)".
+        """
+        horizon = self.settings.archive_after_ms
+        return (
+            horizon is not None
+            and order.status in ("CANCELED", "EXPIRED")
+            and order.executed_qty == 0
+            and now_ms - order.update_time_ms > horizon
+        )
 
     def get_order(self, symbol: str, *, order_id: int | None = None, client_order_id: str | None = None) -> Order:
-        """Binance ``GET /api/v3/order``; -2013 "Order does not exist." if unknown."""
+        """Binance ``GET /api/v3/order``; -2013 "Order does not exist." if unknown (or not seen yet, when
+        ``order`` lags), -2026 if archived."""
         with self.lock:
-            order = self._find(self.market(symbol).id, order_id, client_order_id)
+            order = self._find(self.market(symbol).id, order_id, client_order_id, self._view("order"))
             if order is None:
                 raise ExchangeRejected(-2013, "Order does not exist.")
+            if self._archived(order, self.now_ms()):
+                raise ExchangeRejected(
+                    -2026, "Order was canceled or expired with no executed qty over 90 days ago and has been archived."
+                )
             return dataclasses.replace(order)
 
-    def cancel_order(self, symbol: str, *, order_id: int | None = None, client_order_id: str | None = None) -> Order:
-        """Binance ``DELETE /api/v3/order``; -2011 "Unknown order sent." if unknown or not open."""
+    def cancel_order(
+        self,
+        symbol: str,
+        *,
+        order_id: int | None = None,
+        client_order_id: str | None = None,
+        restrictions: str | None = None,
+    ) -> Order:
+        """Binance ``DELETE /api/v3/order``; -2011 "Unknown order sent." if unknown or not open.
+
+        ``restrictions`` (``cancelRestrictions``): ``ONLY_NEW`` cancels only a
+        ``NEW`` order, ``ONLY_PARTIALLY_FILLED`` only a ``PARTIALLY_FILLED`` one;
+        otherwise -2011 "Order was not canceled due to cancel restrictions."
+        (rest-api.md "Regarding cancelRestrictions"), and the order stays.
+        """
+        if restrictions not in CANCEL_RESTRICTIONS:
+            raise ExchangeRejected(-1145, "Invalid cancelRestrictions")
         with self.lock:
             order = self._find(self.market(symbol).id, order_id, client_order_id)
             if order is None or not order.is_open:
                 raise ExchangeRejected(-2011, "Unknown order sent.")
+            if restrictions is not None and order.status != CANCEL_RESTRICTIONS[restrictions]:
+                raise ExchangeRejected(-2011, "Order was not canceled due to cancel restrictions.")
             self._close(order, "CANCELED")
             return dataclasses.replace(order)
 
+    def cancel_all(self, symbol: str) -> list[Order]:
+        """Binance ``DELETE /api/v3/openOrders``: cancel every open order of ``symbol`` (oldest first).
+
+        -2011 "Unknown order sent." when there is none (rest-api.md does not
+        say; Binance answers so, e.g. binance/binance-connector-python#185).
+        """
+        with self.lock:
+            sid = self.market(symbol).id
+            targets = [o for o in self._orders.values() if o.is_open and o.symbol == sid]
+            if not targets:
+                raise ExchangeRejected(-2011, "Unknown order sent.")
+            for order in targets:
+                self._close(order, "CANCELED")
+            return [dataclasses.replace(o) for o in targets]
+
     def open_orders(self, symbol: str | None = None) -> list[Order]:
+        """Binance ``openOrders`` (of one symbol, or all), as of ``lag_ms`` ago when ``openOrders`` lags."""
         with self.lock:
             sid = None if symbol is None else self.market(symbol).id
-            return [dataclasses.replace(o) for o in self._orders.values() if o.is_open and sid in (None, o.symbol)]
+            view = self._view("openOrders").values()
+            return [dataclasses.replace(o) for o in view if o.is_open and sid in (None, o.symbol)]
 
     def all_orders(
         self,
@@ -419,14 +577,20 @@ class ExchangeCore:
         end_ms: int | None = None,
         limit: int = 500,
     ) -> list[Order]:
-        """Binance ``allOrders``: ids >= ``order_id`` (oldest first), else the newest ``limit``."""
+        """Binance ``allOrders``: ids >= ``order_id`` (oldest first), else the newest ``limit``.
+
+        Archived orders (see :meth:`get_order`) are left out: Binance's docs do
+        not say, and the simulator takes the reading that tells a client less.
+        """
         with self.lock:
             sid = self.market(symbol).id
             _check_window(start_ms, end_ms)
+            now = self.now_ms()
             rows = [
                 o
-                for o in self._orders.values()
+                for o in self._view("allOrders").values()
                 if o.symbol == sid
+                and not self._archived(o, now)
                 and (order_id is None or o.order_id >= order_id)
                 and (start_ms is None or o.time_ms >= start_ms)
                 and (end_ms is None or o.time_ms <= end_ms)
@@ -446,7 +610,10 @@ class ExchangeCore:
         end_ms: int | None = None,
         limit: int = 500,
     ) -> list[Trade]:
-        """Binance ``myTrades`` with its supported parameter combinations (else -1128)."""
+        """Binance ``myTrades`` with its supported parameter combinations (else -1128).
+
+        When ``myTrades`` lags, trades younger than ``lag_ms`` are not seen yet.
+        """
         with self.lock:
             sid = self.market(symbol).id
             combo = (order_id is not None, from_id is not None, start_ms is not None, end_ms is not None)
@@ -462,10 +629,13 @@ class ExchangeCore:
             if combo not in allowed:
                 raise ExchangeRejected(-1128, "Combination of optional parameters invalid.")
             _check_window(start_ms, end_ms)
+            lagging = self.settings.lag_ms and "myTrades" in self.settings.lagging_queries
+            cutoff = self.now_ms() - self.settings.lag_ms if lagging else None
             rows = [
                 t
                 for t in self._trades
                 if t.symbol == sid
+                and (cutoff is None or t.time_ms <= cutoff)
                 and (order_id is None or t.order_id == order_id)
                 and (from_id is None or t.trade_id >= from_id)
                 and (start_ms is None or t.time_ms >= start_ms)
@@ -482,51 +652,92 @@ class ExchangeCore:
         cancel_client_order_id: str | None,
         new_order: OrderRequest,
         stop_on_failure: bool = True,
-    ) -> tuple[Order | ExchangeRejected, tuple[Order, list[Trade]] | ExchangeRejected | None]:
-        """Binance ``order/cancelReplace``, atomically: returns (cancel result, new order result or None)."""
-        with self.lock:
+        cancel_restrictions: str | None = None,
+        counted: bool = False,
+        cancel_only_over_limit: bool = False,
+    ) -> tuple[Order | ExchangeRejected, tuple[Order, list[Trade]] | ExchangeRejected | None, bool]:
+        """Binance ``order/cancelReplace``, atomically: returns (cancel result, new order result or None).
+
+        The new order's filters are checked first: a filter failure (-1013) or a
+        malformed new order raises before anything is cancelled, so the old
+        order stays (rest-api.md "Cancel an Existing Order and Send a New
+        Order": "Filters and Order Count are evaluated before the processing of
+        the cancellation and order placement occurs"). What only the matching
+        engine knows (unknown order, duplicate client id, balance, a maker order
+        that would take) fails its half and is returned.
+
+        ``counted``: the unfilled order count applies, and is raised by one
+        even when the new order is not attempted. Over a limit the call is
+        refused with -1015, unless ``cancel_only_over_limit``
+        (``orderRateLimitExceededMode=CANCEL_ONLY``): then the cancel is tried
+        and the new order fails with -1015. Returns (cancel result, new order
+        result or ``None`` if not attempted, whether it was over the limit).
+        """
+        with self.lock, localcontext(_CTX):
+            market = self.market(symbol)
+            target = self._find(market.id, cancel_order_id, cancel_client_order_id)
+            quantity = self._precheck(market, new_order, leaving=target if target and target.is_open else None)
+            now = self.now_ms()
+            refusal = self.order_count.refusal(now, self.settings) if counted else None
+            if refusal is not None and not cancel_only_over_limit:
+                raise refusal
+            if counted and refusal is None:
+                self.order_count.add(now)
             cancel: Order | ExchangeRejected
             try:
-                cancel = self.cancel_order(symbol, order_id=cancel_order_id, client_order_id=cancel_client_order_id)
+                cancel = self.cancel_order(
+                    symbol,
+                    order_id=cancel_order_id,
+                    client_order_id=cancel_client_order_id,
+                    restrictions=cancel_restrictions,
+                )
             except ExchangeRejected as exc:
                 cancel = exc
                 if stop_on_failure:
-                    return cancel, None
+                    return cancel, None, refusal is not None
+            if refusal is not None:
+                return cancel, refusal, True
             placed: tuple[Order, list[Trade]] | ExchangeRejected
             try:
-                placed = self.place_order(
-                    symbol,
-                    new_order.side,
-                    new_order.type,
-                    quantity=new_order.quantity,
-                    quote_order_qty=new_order.quote_order_qty,
-                    price=new_order.price,
-                    time_in_force=new_order.time_in_force,
-                    client_order_id=new_order.client_order_id,
-                )
+                placed = self._place(market, new_order, quantity)
             except ExchangeRejected as exc:
                 placed = exc
-            return cancel, placed
+            return cancel, placed, False
 
     # ------------------------------------------------------------ test hooks
-    def _ref(self, order: RefLike) -> Order:
-        found = self._find(None, order, None) if isinstance(order, int) else self._find(None, None, order)
+    def _ref(self, order: RefLike, symbol: str | None = None) -> Order:
+        sid = None if symbol is None else self.market(symbol).id
+        if isinstance(order, str):
+            found = self._by_client_id(sid, order)
+        else:
+            matches = [o for (s, oid), o in self._orders.items() if oid == order and sid in (None, s)]
+            if len(matches) > 1:  # ids are per symbol: the same number on several symbols
+                raise SimulatorError(
+                    f"order id {order} exists on {sorted(o.symbol for o in matches)}; "
+                    "order ids are per symbol on Binance: pass symbol= (or name the order by client id)"
+                )
+            found = matches[0] if matches else None
         if found is None:
-            raise SimulatorError(f"no order {order!r} on the simulated exchange; orders() lists the known ones")
+            where = "" if symbol is None else f" on {symbol}"
+            raise SimulatorError(f"no order {order!r}{where} on the simulated exchange; orders() lists the known ones")
         return found
 
-    def order(self, order: RefLike) -> Order:
-        """A copy of one order, by exchange id (int) or client id (str; the open one first)."""
+    def order(self, order: RefLike, *, symbol: str | None = None) -> Order:
+        """A copy of one order, by exchange id (int; ``symbol`` if the id is on several symbols) or client id
+        (str; the open one first, else the newest)."""
         with self.lock:
-            return dataclasses.replace(self._ref(order))
+            return dataclasses.replace(self._ref(order, symbol))
 
-    def fill(self, order: RefLike, amount: Number | None = None, price: Number | None = None) -> Trade:
+    def fill(
+        self, order: RefLike, amount: Number | None = None, price: Number | None = None, *, symbol: str | None = None
+    ) -> Trade:
         """Test hook: the market trades ``amount`` (default: all that remains) of a resting order.
 
-        ``price`` defaults to the order's limit and may only be better than it.
+        ``price`` defaults to the order's limit and may only be better than it;
+        ``order`` and ``symbol`` as in :meth:`order`.
         """
         with self.lock, localcontext(_CTX):
-            target = self._ref(order)
+            target = self._ref(order, symbol)
             if not target.is_open:
                 raise SimulatorError(f"order {target.order_id} ({target.client_order_id}) is {target.status}, not open")
             qty = target.remaining if amount is None else _d(amount)
@@ -541,10 +752,10 @@ class ExchangeCore:
                 )
             return self._execute(target, qty, fill_price, is_maker=True)
 
-    def cancel(self, order: RefLike) -> Order:
-        """Test hook: the exchange cancels an open order (e.g. while the bot is down)."""
+    def cancel(self, order: RefLike, *, symbol: str | None = None) -> Order:
+        """Test hook: the exchange cancels an open order (e.g. while the bot is down); ``order`` as in :meth:`order`."""
         with self.lock:
-            target = self._ref(order)
+            target = self._ref(order, symbol)
             if not target.is_open:
                 raise SimulatorError(f"order {target.order_id} ({target.client_order_id}) is {target.status}, not open")
             self._close(target, "CANCELED")

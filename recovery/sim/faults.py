@@ -1,4 +1,4 @@
-"""Fault injection, request log and weight limiter of the exchange simulator.
+"""Fault injection and the request log of the exchange simulator.
 
 Faults are armed per ``(method, path)`` (``"*"`` matches any) with a count, and
 consumed in arming order by the requests that match; ``times=None`` keeps a
@@ -24,14 +24,18 @@ http_429           429 ``{"code":-1003,"msg":"Too much request      DDoSProtecti
 http_418           418 -1003 "Way too much request weight used; IP  DDoSProtection
                    banned until <ms>. ...", not applied
 rate_limit_orders  -1015 "Too many new orders; ..." with ``status`` DDoSProtection (429);
-                   (default 429, as Binance sends), not applied     RateLimitExceeded (status=400)
+                   (default 429, as Binance sends) + Retry-After,   RateLimitExceeded (status=400)
+                   not applied
 http_503_1007      503 ``{"code":-1007,"msg":"Timeout waiting for   RequestTimeout
                    response from backend server. ..."}``; applied
                    unless ``applied=False``
-http_502_html      502 with an HTML body, not applied               ExchangeNotAvailable
+http_502_html      502 with an HTML body; not applied unless        ExchangeNotAvailable
+                   ``applied=True``
 down               drop every matching connection (``mode="drop"``) NetworkError (sync) /
                    or answer 503 "Service Unavailable."             ExchangeNotAvailable (async);
-                   (``mode="503"``) until disarmed                  ExchangeNotAvailable for 503
+                   (``mode="503"``) until disarmed; not applied     ExchangeNotAvailable for 503
+                   unless ``applied=True`` (the gateway fails, the
+                   matching engine still acts)
 ================== ================================================ ==============================
 
 Beware: aiohttp (so async ccxt) re-sends an idempotent request (GET, DELETE)
@@ -40,9 +44,9 @@ on ``DELETE /api/v3/order`` therefore cancels, then the re-sent cancel gets
 -2011 and async ccxt raises OrderNotFound for a cancel that succeeded; on a GET
 the retry simply succeeds. Sync ccxt never re-sends.
 
-The weight limiter counts Binance's request weight per calendar minute of the
-core's clock, sends ``X-MBX-USED-WEIGHT-1M`` on every answer, and, when a
-limit is set (off by default), answers 429 -1003 over it (DDoSProtection).
+Faults are one-off answers: an ``http_429`` does not count towards an IP ban;
+the real rate limits (weight, bans, unfilled order counts) are
+:mod:`recovery.sim.limits`.
 
 The request log records every ``/api/...`` request: method, path, decoded
 parameters without ``signature``, status (``None`` when dropped), Binance error
@@ -57,7 +61,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["FAULT_KINDS", "Fault", "Faults", "LoggedRequest", "RequestLog", "WeightLimiter", "request_weight"]
+__all__ = ["FAULT_KINDS", "Fault", "Faults", "LoggedRequest", "RequestLog"]
 
 FAULT_KINDS = frozenset(
     {
@@ -78,7 +82,8 @@ _OPTIONS = {
     "http_418": {"ban_ms"},
     "rate_limit_orders": {"status"},
     "http_503_1007": {"applied"},
-    "down": {"mode"},
+    "http_502_html": {"applied"},
+    "down": {"mode", "applied"},
 }
 
 #: Binance's standard message and HTTP status per error code, for ``reject``.
@@ -143,14 +148,21 @@ class Faults:
                 raise ValueError(f"code {options['code']} has no standard message here; pass msg=")
         if kind == "down" and options.setdefault("mode", "drop") not in ("drop", "503"):
             raise ValueError(f"down mode must be 'drop' or '503', got {options['mode']!r}")
+        if "applied" in options and not isinstance(options["applied"], bool):
+            raise ValueError(f"applied must be true or false, got {options['applied']!r}")
         fault = Fault(method.upper() if method != "*" else "*", path, kind, times, dict(options))
         with self._lock:
             self._armed.append(fault)
         return fault
 
-    def down(self, mode: str = "drop") -> Fault:
-        """The whole exchange refuses (``mode`` ``"drop"`` or ``"503"``) until :meth:`up`."""
-        return self.arm("*", "*", "down", times=None, mode=mode)
+    def down(self, mode: str = "drop", *, applied: bool = False) -> Fault:
+        """The whole exchange refuses (``mode`` ``"drop"`` or ``"503"``) until :meth:`up`.
+
+        ``applied=True``: every request is still carried out, only its answer is
+        lost (Binance: a 5XX means "the execution status is UNKNOWN and could
+        have been a success", rest-api.md "HTTP Return Codes").
+        """
+        return self.arm("*", "*", "down", times=None, mode=mode, applied=applied)
 
     def up(self) -> None:
         """Undo :meth:`down`."""
@@ -233,37 +245,3 @@ class RequestLog:
     def __len__(self) -> int:
         with self._lock:
             return len(self._entries)
-
-
-def request_weight(method: str, path: str, params: Mapping[str, str]) -> int:
-    """Binance's REQUEST_WEIGHT of one simulated call."""
-    if path == "/api/v3/openOrders":
-        return 6 if params.get("symbol") else 80
-    if path == "/api/v3/myTrades":
-        return 5 if params.get("orderId") else 20
-    if path == "/api/v3/order":
-        return 4 if method == "GET" else 1
-    return {"/api/v3/exchangeInfo": 20, "/api/v3/allOrders": 20, "/api/v3/account": 20}.get(path, 1)
-
-
-class WeightLimiter:
-    """Per-minute REQUEST_WEIGHT counter; ``limit=None`` only counts."""
-
-    def __init__(self, limit: int | None = None) -> None:
-        self.limit = limit
-        self._lock = threading.Lock()
-        self._minute = -1
-        self._used = 0
-
-    def add(self, weight: int, now_ms: int) -> tuple[int, bool]:
-        """Count ``weight``; returns (used this minute, over the limit)."""
-        with self._lock:
-            minute = now_ms // 60_000
-            if minute != self._minute:
-                self._minute, self._used = minute, 0
-            self._used += weight
-            return self._used, self.limit is not None and self._used > self.limit
-
-    def reset(self) -> None:
-        with self._lock:
-            self._minute, self._used = -1, 0

@@ -33,13 +33,14 @@ from urllib.parse import parse_qsl, urlsplit
 
 from recovery.sim import wire
 from recovery.sim.core import (
-    CLIENT_ID_PATTERN,
+    CANCEL_RESTRICTIONS,
     ExchangeCore,
     ExchangeRejected,
     OrderRequest,
     new_client_id,
 )
-from recovery.sim.faults import Fault, Faults, LoggedRequest, RequestLog, WeightLimiter, request_weight
+from recovery.sim.faults import Fault, Faults, LoggedRequest, RequestLog
+from recovery.sim.limits import Admission, WeightLimiter, request_weight
 
 __all__ = ["BinanceApp", "Reply", "SimHTTPServer"]
 
@@ -86,12 +87,11 @@ class BinanceApp:
         api_key: str,
         secret: str,
         fault_delay_s: float = 2.0,
-        weight_limit_1m: int | None = None,
     ) -> None:
         self.core = core
         self.faults = Faults()
         self.log = RequestLog()
-        self.limiter = WeightLimiter(weight_limit_1m)
+        self.limiter = WeightLimiter()
         self.fault_delay_s = fault_delay_s
         self.stopping = threading.Event()  # wakes delayed answers at stop
         self._api_key = api_key
@@ -106,9 +106,11 @@ class BinanceApp:
             ("DELETE", "/api/v3/order"): (True, self._cancel_order),
             ("POST", "/api/v3/order/cancelReplace"): (True, self._cancel_replace),
             ("GET", "/api/v3/openOrders"): (True, self._open_orders),
+            ("DELETE", "/api/v3/openOrders"): (True, self._cancel_all),
             ("GET", "/api/v3/allOrders"): (True, self._all_orders),
             ("GET", "/api/v3/myTrades"): (True, self._my_trades),
             ("GET", "/api/v3/account"): (True, self._account),
+            ("GET", "/api/v3/rateLimit/order"): (True, self._unfilled_order_count),
         }
 
     # ------------------------------------------------------------------ entry
@@ -126,10 +128,10 @@ class BinanceApp:
             if k != "signature"
         }
         fault = self.faults.take(method, path)
-        used, over = self.limiter.add(request_weight(method, path, params), self.core.now_ms())
-        reply = self._answer(method, path, raw_query, raw_body, params, api_key, fault, over)
+        admission = self.limiter.admit(request_weight(method, path, params), self.core.now_ms(), self.core.settings)
+        reply = self._answer(method, path, raw_query, raw_body, params, api_key, fault, admission)
         if not reply.drop:
-            reply.headers["X-MBX-USED-WEIGHT-1M"] = str(used)
+            reply.headers["X-MBX-USED-WEIGHT-1M"] = str(admission.used)
         self.log.append(
             LoggedRequest(
                 method,
@@ -153,33 +155,33 @@ class BinanceApp:
         params: dict[str, str],
         api_key: str | None,
         fault: Fault | None,
-        over_limit: bool,
+        admission: Admission,
     ) -> Reply:
         kind = fault.kind if fault else None
         opts = fault.options if fault else {}
         if kind == "down":
+            if opts.get("applied"):  # the gateway fails, the matching engine still acts
+                self._route(method, path, raw_query, raw_body, params, api_key)
             return Reply(503, b"Service Unavailable.", "text/plain") if opts["mode"] == "503" else Reply(0, drop=True)
-        if over_limit:
-            return self._too_much_weight()
+        if admission.status == 418:
+            return self._banned(admission.banned_until_ms)
+        if admission.status == 429:
+            return self._too_much_weight(admission.retry_after_s)
         if kind == "reject":
             return Reply.error(int(opts["status"]), int(opts["code"]), str(opts["msg"]))
         if kind == "http_429":
-            return self._too_much_weight()
+            return self._too_much_weight(60 - (self.core.now_ms() // 1000) % 60)
         if kind == "http_418":
-            until = int(opts.get("ban_ms", self.core.now_ms() + 120_000))
-            reply = Reply.error(
-                418,
-                -1003,
-                f"Way too much request weight used; IP banned until {until}. "
-                "Please use WebSocket Streams for live updates to avoid bans.",
-            )
-            reply.headers["Retry-After"] = str(max(1, (until - self.core.now_ms()) // 1000))
-            return reply
+            return self._banned(int(opts.get("ban_ms", self.core.now_ms() + 120_000)))
         if kind == "rate_limit_orders":
-            return Reply.error(
+            reply = Reply.error(
                 int(opts.get("status", 429)), -1015, "Too many new orders; current limit is 100 orders per 10 SECOND."
             )
+            reply.headers["Retry-After"] = str(10 - (self.core.now_ms() // 1000) % 10)
+            return reply
         if kind == "http_502_html":
+            if opts.get("applied"):
+                self._route(method, path, raw_query, raw_body, params, api_key)
             return Reply(502, _HTML_502, "text/html")
         if kind == "http_503_1007" and not opts.get("applied", True):
             return self._backend_timeout()
@@ -192,15 +194,25 @@ class BinanceApp:
             reply.drop = True
         return reply
 
-    def _too_much_weight(self) -> Reply:
-        limit = self.limiter.limit or _BINANCE_MAX_WEIGHT
+    def _too_much_weight(self, retry_after_s: int) -> Reply:
+        limit = self.core.settings.weight_limit_1m or _BINANCE_MAX_WEIGHT
         reply = Reply.error(
             429,
             -1003,
             f"Too much request weight used; current limit is {limit} request weight per "
             "1 MINUTE. Please use WebSocket Streams for live updates to avoid polling the API.",
         )
-        reply.headers["Retry-After"] = str(60 - (self.core.now_ms() // 1000) % 60)
+        reply.headers["Retry-After"] = str(retry_after_s)
+        return reply
+
+    def _banned(self, until_ms: int) -> Reply:
+        reply = Reply.error(
+            418,
+            -1003,
+            f"Way too much request weight used; IP banned until {until_ms}. "
+            "Please use WebSocket Streams for live updates to avoid bans.",
+        )
+        reply.headers["Retry-After"] = str(max(1, -(-(until_ms - self.core.now_ms()) // 1000)))
         return reply
 
     @staticmethod
@@ -224,7 +236,9 @@ class BinanceApp:
             wire.check_params(method, path, params)
             return handler(params)
         except ExchangeRejected as exc:
-            return Reply.error(exc.http_status, exc.code, exc.msg)
+            reply = Reply.error(exc.http_status, exc.code, exc.msg)
+            reply.headers.update(exc.headers)
+            return reply
 
     def _authenticate(self, raw_query: str, raw_body: str, params: dict[str, str], api_key: str | None) -> None:
         if not api_key:
@@ -253,7 +267,7 @@ class BinanceApp:
 
     # -------------------------------------------------------------- endpoints
     def _exchange_info(self, params: dict[str, str]) -> Reply:
-        return Reply.json(200, wire.exchange_info_json(self.core, self.limiter.limit or _BINANCE_MAX_WEIGHT))
+        return Reply.json(200, wire.exchange_info_json(self.core))
 
     def _order_request(self, params: dict[str, str], client_id_param: str) -> OrderRequest:
         side = wire.mandatory(params, "side")
@@ -280,7 +294,9 @@ class BinanceApp:
             quote_order_qty=wire.decimal_param(params, "quoteOrderQty"),
             price=wire.decimal_param(params, "price"),
             time_in_force=tif,
-            client_order_id=params.get(client_id_param) or None,
+            client_order_id=wire.client_id_param(params, client_id_param),
+            strategy_id=wire.int_param(params, "strategyId"),
+            strategy_type=wire.int_param(params, "strategyType"),
         )
 
     def _new_order(self, params: dict[str, str]) -> Reply:
@@ -296,13 +312,18 @@ class BinanceApp:
             price=request.price,
             time_in_force=request.time_in_force,
             client_order_id=request.client_order_id,
+            strategy_id=request.strategy_id,
+            strategy_type=request.strategy_type,
+            counted=True,
         )
         default = "FULL" if request.type in ("MARKET", "LIMIT") else "ACK"
-        return Reply.json(200, wire.order_json(order, trades, params.get("newOrderRespType", default)))
+        reply = Reply.json(200, wire.order_json(order, trades, params.get("newOrderRespType", default)))
+        reply.headers.update(self.core.order_count.headers(self.core.now_ms()))
+        return reply
 
     def _order_ref(self, params: dict[str, str], id_name: str, client_name: str) -> tuple[int | None, str | None]:
         order_id = wire.int_param(params, id_name)
-        client_id = params.get(client_name) or None
+        client_id = wire.client_id_param(params, client_name)
         if order_id is None and client_id is None:
             raise ExchangeRejected(
                 -1102, f"Param '{client_name}' or '{id_name}' must be sent, but both were empty/null!"
@@ -316,18 +337,15 @@ class BinanceApp:
         return Reply.json(200, wire.query_order_json(order))
 
     def _cancel_id(self, params: dict[str, str], name: str) -> str:
-        cancel_id = params.get(name) or new_client_id()
-        if not CLIENT_ID_PATTERN.match(cancel_id):
-            raise ExchangeRejected(
-                -1100, f"Illegal characters found in parameter '{name}'; legal range is '{CLIENT_ID_PATTERN.pattern}'."
-            )
-        return cancel_id
+        return wire.client_id_param(params, name) or new_client_id()
 
     def _cancel_order(self, params: dict[str, str]) -> Reply:
         symbol = wire.mandatory(params, "symbol")
         order_id, client_id = self._order_ref(params, "orderId", "origClientOrderId")
         cancel_id = self._cancel_id(params, "newClientOrderId")
-        order = self.core.cancel_order(symbol, order_id=order_id, client_order_id=client_id)
+        order = self.core.cancel_order(
+            symbol, order_id=order_id, client_order_id=client_id, restrictions=_restrictions(params)
+        )
         return Reply.json(200, wire.cancel_json(order, cancel_id, self.core.now_ms()))
 
     def _cancel_replace(self, params: dict[str, str]) -> Reply:
@@ -343,12 +361,22 @@ class BinanceApp:
         order_id, client_id = self._order_ref(params, "cancelOrderId", "cancelOrigClientOrderId")
         cancel_id = self._cancel_id(params, "cancelNewClientOrderId")
         request = self._order_request(params, "newClientOrderId")
-        cancel, placed = self.core.cancel_replace(
+        over_mode = params.get("orderRateLimitExceededMode") or "DO_NOTHING"
+        if over_mode not in ("DO_NOTHING", "CANCEL_ONLY"):
+            raise ExchangeRejected(
+                -1100,
+                "Illegal characters found in parameter 'orderRateLimitExceededMode'; legal range is "
+                "'DO_NOTHING, CANCEL_ONLY'.",
+            )
+        cancel, placed, over_limit = self.core.cancel_replace(
             symbol,
             cancel_order_id=order_id,
             cancel_client_order_id=client_id,
             new_order=request,
             stop_on_failure=mode == "STOP_ON_FAILURE",
+            cancel_restrictions=_restrictions(params),
+            counted=True,
+            cancel_only_over_limit=over_mode == "CANCEL_ONLY",
         )
         resp_type = params.get("newOrderRespType", "FULL" if request.type in ("MARKET", "LIMIT") else "ACK")
         cancel_json = (
@@ -373,15 +401,26 @@ class BinanceApp:
             "cancelResponse": cancel_json,
             "newOrderResponse": new_json,
         }
+        # The status table of rest-api.md "Cancel an Existing Order and Send a New Order": over the
+        # unfilled order count with CANCEL_ONLY, STOP_ON_FAILURE answers 429 whatever the cancel did.
         if isinstance(cancel, ExchangeRejected) and (placed is None or isinstance(placed, ExchangeRejected)):
-            reply = Reply.json(400, {"code": -2022, "msg": "Order cancel-replace failed.", "data": data})
-            reply.code = -2022
+            code, msg, status = -2022, "Order cancel-replace failed.", 400
         elif isinstance(cancel, ExchangeRejected) or isinstance(placed, ExchangeRejected):
-            reply = Reply.json(409, {"code": -2021, "msg": "Order cancel-replace partially failed.", "data": data})
-            reply.code = -2021
+            code, msg, status = -2021, "Order cancel-replace partially failed.", 409
         else:
             reply = Reply.json(200, data)
+            reply.headers.update(self.core.order_count.headers(self.core.now_ms()))
+            return reply
+        if over_limit and mode == "STOP_ON_FAILURE":
+            status = 429
+        reply = Reply.json(status, {"code": code, "msg": msg, "data": data})
+        reply.code = code
         return reply
+
+    def _cancel_all(self, params: dict[str, str]) -> Reply:
+        orders = self.core.cancel_all(wire.mandatory(params, "symbol"))
+        cancel_id, now = new_client_id(), self.core.now_ms()  # one id for the whole cancel, as Binance sends
+        return Reply.json(200, [wire.cancel_json(o, cancel_id, now) for o in orders])
 
     def _open_orders(self, params: dict[str, str]) -> Reply:
         symbol = params.get("symbol") or None
@@ -412,9 +451,21 @@ class BinanceApp:
         )
         return Reply.json(200, [wire.trade_json(t) for t in rows])
 
+    def _unfilled_order_count(self, params: dict[str, str]) -> Reply:
+        now = self.core.now_ms()
+        return Reply.json(200, self.core.order_count.report(now, self.core.settings))
+
     def _account(self, params: dict[str, str]) -> Reply:
         omit = params.get("omitZeroBalances", "false").lower() == "true"
         return Reply.json(200, wire.account_json(self.core, omit))
+
+
+def _restrictions(params: dict[str, str]) -> str | None:
+    """``cancelRestrictions``, checked before anything is done (-1145 for an unknown value)."""
+    value = params.get("cancelRestrictions") or None
+    if value not in CANCEL_RESTRICTIONS:
+        raise ExchangeRejected(-1145, "Invalid cancelRestrictions")
+    return value
 
 
 def _without_signature(raw: str) -> str:

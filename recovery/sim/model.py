@@ -33,8 +33,9 @@ __all__ = [
     "to_decimal",
 ]
 
-#: Binance's rule for ``newClientOrderId`` (and the cancel's ``newClientOrderId``).
-CLIENT_ID_PATTERN = re.compile(r"^[\.A-Z\:/a-z0-9_-]{1,36}$")
+#: Binance spot's rule for every client order id parameter (fix-api.md: "Client order ID fields must
+#: conform to the regex ``^[a-zA-Z0-9-_]{1,36}$``"; REST answers -1100 otherwise).
+CLIENT_ID_PATTERN = re.compile(r"^[a-zA-Z0-9-_]{1,36}$")
 OPEN_STATUSES = frozenset({"NEW", "PARTIALLY_FILLED"})
 _ZERO = Decimal(0)
 
@@ -53,7 +54,10 @@ def to_decimal(value: Number) -> Decimal:
 
 @dataclass(frozen=True)
 class Market:
-    """A spot market with Binance's PRICE_FILTER, LOT_SIZE and NOTIONAL filters."""
+    """A spot market with Binance's PRICE_FILTER, LOT_SIZE, NOTIONAL and MAX_NUM_ORDERS filters.
+
+    MAX_NUM_ORDERS is the ``max_num_orders`` setting (:mod:`recovery.sim.settings`).
+    """
 
     base: str
     quote: str
@@ -62,6 +66,7 @@ class Market:
     min_notional: Decimal = Decimal("5")
     max_qty: Decimal = Decimal("9000")
     max_price: Decimal = Decimal("1000000")
+    max_notional: Decimal = Decimal("9000000")  # NOTIONAL's maxNotional, not applied to MARKET orders
 
     @property
     def symbol(self) -> str:
@@ -109,6 +114,8 @@ class OrderRequest:
     price: Decimal | None = None
     time_in_force: str | None = None
     client_order_id: str | None = None
+    strategy_id: int | None = None
+    strategy_type: int | None = None
 
 
 @dataclass
@@ -130,6 +137,8 @@ class Order:
     status: str = "NEW"
     update_time_ms: int = 0
     locked: Decimal = _ZERO  # still reserved for this order, in the lock asset
+    strategy_id: int | None = None  # echoed in every answer about the order when it was sent
+    strategy_type: int | None = None  # likewise (>= 1000000)
 
     @property
     def is_open(self) -> bool:

@@ -18,11 +18,21 @@ endpoints, :mod:`recovery.sim.control`).
 The pieces: :mod:`recovery.sim.core` (matching, balances, test hooks),
 :mod:`recovery.sim.http` (the REST dialect, signatures, server),
 :mod:`recovery.sim.faults` (fault kinds and the ccxt exception each produces,
-request log, weight limiter), :mod:`recovery.sim.wire` (JSON shapes).
+request log), :mod:`recovery.sim.limits` (weight, bans, unfilled order count),
+:mod:`recovery.sim.settings` (the knobs), :mod:`recovery.sim.wire` (JSON shapes).
+
+Strict by default, as Binance documents its spot API: client ids
+``^[a-zA-Z0-9-_]{1,36}$``, cancelRestrictions, cancelReplace checks the new
+order's filters before it cancels, MAX_NUM_ORDERS, order ids per symbol,
+-2026 for archived orders, 6000 request weight a minute, 418 bans after
+repeated 429s, the unfilled order count. Eventual consistency is off by default
+and turned on per test: ``sim.configure(lag_ms=500, lagging_queries=["order"])``;
+``sim.faults.arm("POST", "/api/v3/order", "http_502_html", applied=True)``.
 
 Simulated endpoints: ``GET /api/v3/ping``, ``time``, ``exchangeInfo``;
 signed ``POST/GET/DELETE /api/v3/order``, ``POST /api/v3/order/cancelReplace``,
-``GET /api/v3/openOrders``, ``allOrders``, ``myTrades``, ``account``. Sign with
+``GET/DELETE /api/v3/openOrders``, ``GET allOrders``, ``myTrades``, ``account``,
+``rateLimit/order``. Sign with
 :data:`TEST_API_KEY` and :data:`TEST_SECRET`.
 """
 
@@ -44,6 +54,7 @@ from recovery.sim.control import control_handler
 from recovery.sim.core import Balance, ExchangeCore, Market, Order, SimulatorError, Trade
 from recovery.sim.faults import Faults, LoggedRequest, RequestLog
 from recovery.sim.http import BinanceApp, SimHTTPServer
+from recovery.sim.settings import Settings
 
 __all__ = ["TEST_API_KEY", "TEST_SECRET", "Simulator", "SimulatorClient", "main"]
 
@@ -59,7 +70,9 @@ class Simulator:
     ``start()``/``stop()`` take milliseconds; ``stop()`` is idempotent and closes
     every connection (a delayed answer is dropped); ``start()`` after ``stop()``
     serves the same core on the same port again. Serving threads are daemons.
-    ``fee_rate``/``fee_asset`` are ignored when ``core`` is given.
+    ``fee_rate``/``fee_asset`` are ignored when ``core`` is given; ``settings``
+    are the knobs of :mod:`recovery.sim.settings` (a mapping of changes to the
+    defaults, or a :class:`~recovery.sim.settings.Settings`).
     The core (``sim.core``), faults (``sim.faults``) and request log
     (``sim.log``) are thread-safe and may be used while requests run.
     """
@@ -79,21 +92,25 @@ class Simulator:
         api_key: str = TEST_API_KEY,
         secret: str = TEST_SECRET,
         fault_delay_s: float = 2.0,
-        weight_limit_1m: int | None = None,
+        settings: Settings | Mapping[str, Any] | None = None,
     ) -> None:
         if host != "127.0.0.1":
             raise ValueError(f"the exchange simulator binds to 127.0.0.1 only, not {host!r}")
         if not 0 <= port <= 65535:
             raise ValueError(f"port must be in 0..65535, got {port}")
-        if core is not None and (markets, prices, balances, clock_ms) != (None, None, None, None):
-            raise ValueError("pass either core= or markets/prices/balances/clock_ms, not both")
+        if core is not None and (markets, prices, balances, clock_ms, settings) != (None,) * 5:
+            raise ValueError("pass either core= or markets/prices/balances/clock_ms/settings, not both")
         self.host, self._port = host, port
         self.core = core or ExchangeCore(
-            markets, prices=prices, balances=balances, fee_rate=fee_rate, fee_asset=fee_asset, clock_ms=clock_ms
+            markets,
+            prices=prices,
+            balances=balances,
+            fee_rate=fee_rate,
+            fee_asset=fee_asset,
+            clock_ms=clock_ms,
+            settings=settings,
         )
-        self.app = BinanceApp(
-            self.core, api_key=api_key, secret=secret, fault_delay_s=fault_delay_s, weight_limit_1m=weight_limit_1m
-        )
+        self.app = BinanceApp(self.core, api_key=api_key, secret=secret, fault_delay_s=fault_delay_s)
         self.app.control = control_handler(self.app)
         self._server: SimHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -153,23 +170,29 @@ class Simulator:
         return self.app.log
 
     @property
-    def weight_limit_1m(self) -> int | None:
-        return self.app.limiter.limit
+    def settings(self) -> Settings:
+        """The knobs in force (:mod:`recovery.sim.settings`); change them with :meth:`configure`."""
+        return self.core.settings
 
-    @weight_limit_1m.setter
-    def weight_limit_1m(self, limit: int | None) -> None:
-        self.app.limiter.limit = limit
+    def configure(self, **changes: Any) -> Settings:
+        """Turn some knobs, e.g. ``sim.configure(weight_limit_1m=1200)``; an unknown name is a ``ValueError``."""
+        return self.core.configure(**changes)
 
     def requests(self, method: str | None = None, path: str | None = None) -> list[LoggedRequest]:
         return self.app.log.requests(method, path)
 
     def fill(
-        self, order: int | str, amount: Decimal | str | int | None = None, price: Decimal | str | int | None = None
+        self,
+        order: int | str,
+        amount: Decimal | str | int | None = None,
+        price: Decimal | str | int | None = None,
+        *,
+        symbol: str | None = None,
     ) -> Trade:
-        return self.core.fill(order, amount, price)
+        return self.core.fill(order, amount, price, symbol=symbol)
 
-    def cancel(self, order: int | str) -> Order:
-        return self.core.cancel(order)
+    def cancel(self, order: int | str, *, symbol: str | None = None) -> Order:
+        return self.core.cancel(order, symbol=symbol)
 
     def set_price(self, symbol: str, price: Decimal | str | int, *, match: bool = True) -> list[Trade]:
         return self.core.set_price(symbol, price, match=match)
@@ -209,16 +232,23 @@ class SimulatorClient:
             detail = exc.read().decode("utf-8", "replace")
             raise SimulatorError(f"simulator at {self.url} refused {method} {path}: {exc.code} {detail}") from exc
 
-    def fill(self, order: int | str, amount: str | int | None = None, price: str | int | None = None) -> dict[str, Any]:
+    def fill(
+        self,
+        order: int | str,
+        amount: str | int | None = None,
+        price: str | int | None = None,
+        *,
+        symbol: str | None = None,
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {"order": order}
-        if amount is not None:
-            body["amount"] = str(amount)
-        if price is not None:
-            body["price"] = str(price)
+        for name, value in (("amount", amount), ("price", price), ("symbol", symbol)):
+            if value is not None:
+                body[name] = str(value)
         return dict(self._call("POST", "/_sim/fill", body))
 
-    def cancel(self, order: int | str) -> dict[str, Any]:
-        return dict(self._call("POST", "/_sim/cancel", {"order": order}))
+    def cancel(self, order: int | str, *, symbol: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"order": order} if symbol is None else {"order": order, "symbol": symbol}
+        return dict(self._call("POST", "/_sim/cancel", body))
 
     def set_price(self, symbol: str, price: str | int | Decimal, *, match: bool = True) -> list[dict[str, Any]]:
         return list(self._call("POST", "/_sim/price", {"symbol": symbol, "price": str(price), "match": match}))
@@ -234,11 +264,19 @@ class SimulatorClient:
         body = {"action": "disarm", "method": method, "path": path, "kind": kind}
         return int(self._call("POST", "/_sim/fault", body)["removed"])
 
-    def down(self, mode: str = "drop") -> None:
-        self._call("POST", "/_sim/fault", {"action": "down", "mode": mode})
+    def down(self, mode: str = "drop", *, applied: bool = False) -> None:
+        """The exchange refuses everything until :meth:`up`; ``applied=True`` still carries requests out."""
+        self._call("POST", "/_sim/fault", {"action": "down", "mode": mode, "applied": applied})
 
     def up(self) -> None:
         self._call("POST", "/_sim/fault", {"action": "up"})
+
+    def configure(self, **changes: Any) -> dict[str, Any]:
+        """Turn some knobs (``POST /_sim/settings``); returns all settings as JSON."""
+        return dict(self._call("POST", "/_sim/settings", changes))
+
+    def settings(self) -> dict[str, Any]:
+        return dict(self._call("GET", "/_sim/settings"))
 
     def orders(self) -> list[dict[str, Any]]:
         return list(self._call("GET", "/_sim/orders"))
@@ -290,13 +328,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--fee-rate", default="0.001", help="fee rate (default 0.001)")
     parser.add_argument("--fault-delay", type=float, default=2.0, help="commit_then_delay default, seconds")
-    parser.add_argument("--weight-limit", type=int, default=None, help="REQUEST_WEIGHT per minute (default: off)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KNOB=JSON",
+        help="a simulator setting, repeatable, e.g. --set weight_limit_1m=1200 (see recovery.sim.settings)",
+    )
     args = parser.parse_args(argv)
     prices = _pairs(args.price, "price")
-    core = ExchangeCore(balances=_pairs(args.balance, "balance") or None, fee_rate=args.fee_rate)
+    knobs: dict[str, Any] = {}
+    for name, value in _pairs(args.set, "set").items():
+        try:
+            knobs[name] = json.loads(value)
+        except json.JSONDecodeError:
+            raise SystemExit(f'--set {name}= wants a JSON value (e.g. 500, null, ["order"]), got {value!r}') from None
+    try:
+        settings = Settings.of(knobs)
+    except ValueError as exc:
+        raise SystemExit(f"--set: {exc}") from None
+    core = ExchangeCore(balances=_pairs(args.balance, "balance") or None, fee_rate=args.fee_rate, settings=settings)
     for symbol, price in prices.items():
         core.set_price(symbol, price)
-    sim = Simulator(port=args.port, core=core, fault_delay_s=args.fault_delay, weight_limit_1m=args.weight_limit)
+    sim = Simulator(port=args.port, core=core, fault_delay_s=args.fault_delay)
     done = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: done.set())

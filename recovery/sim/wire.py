@@ -15,13 +15,14 @@ from collections.abc import Mapping
 from decimal import Decimal, localcontext
 from typing import Any
 
-from recovery.sim.core import ExchangeCore, ExchangeRejected, Market, Order, Trade
+from recovery.sim.core import CLIENT_ID_PATTERN, ExchangeCore, ExchangeRejected, Market, Order, Trade
 
 __all__ = [
     "ENDPOINT_PARAMS",
     "account_json",
     "cancel_json",
     "check_params",
+    "client_id_param",
     "decimal_param",
     "exchange_info_json",
     "fmt",
@@ -86,9 +87,11 @@ ENDPOINT_PARAMS: Mapping[tuple[str, str], frozenset[str]] = {
         }
     ),
     ("GET", "/api/v3/openOrders"): frozenset({"symbol"}) | _SIGNED,
+    ("DELETE", "/api/v3/openOrders"): frozenset({"symbol"}) | _SIGNED,
     ("GET", "/api/v3/allOrders"): frozenset({"symbol", "orderId", "startTime", "endTime", "limit"}) | _SIGNED,
     ("GET", "/api/v3/myTrades"): frozenset({"symbol", "orderId", "startTime", "endTime", "fromId", "limit"}) | _SIGNED,
     ("GET", "/api/v3/account"): frozenset({"omitZeroBalances"}) | _SIGNED,
+    ("GET", "/api/v3/rateLimit/order"): _SIGNED,
 }
 
 
@@ -128,6 +131,22 @@ def decimal_param(params: Mapping[str, str], name: str) -> Decimal | None:
     return Decimal(value)
 
 
+def client_id_param(params: Mapping[str, str], name: str) -> str | None:
+    """A client order id parameter (``newClientOrderId``, ``origClientOrderId``, ...), or ``None`` if empty.
+
+    Binance spot accepts ``^[a-zA-Z0-9-_]{1,36}$`` (fix-api.md "Client order ID
+    fields must conform to the regex"); anything else is -1100.
+    """
+    value = params.get(name)
+    if not value:
+        return None
+    if not CLIENT_ID_PATTERN.match(value):
+        raise ExchangeRejected(
+            -1100, f"Illegal characters found in parameter '{name}'; legal range is '{CLIENT_ID_PATTERN.pattern}'."
+        )
+    return value
+
+
 def int_param(params: Mapping[str, str], name: str) -> int | None:
     value = params.get(name)
     if value is None or value == "":
@@ -139,7 +158,7 @@ def int_param(params: Mapping[str, str], name: str) -> int | None:
     return int(value)
 
 
-def _filters(market: Market) -> list[dict[str, Any]]:
+def _filters(market: Market, max_num_orders: int) -> list[dict[str, Any]]:
     return [
         {
             "filterType": "PRICE_FILTER",
@@ -163,15 +182,23 @@ def _filters(market: Market) -> list[dict[str, Any]]:
             "filterType": "NOTIONAL",
             "minNotional": fmt(market.min_notional),
             "applyMinToMarket": True,
-            "maxNotional": "9000000.00000000",
+            "maxNotional": fmt(market.max_notional),
             "applyMaxToMarket": False,
             "avgPriceMins": 5,
         },
-        {"filterType": "MAX_NUM_ORDERS", "maxNumOrders": 200},
+        {"filterType": "MAX_NUM_ORDERS", "maxNumOrders": max_num_orders},
     ]
 
 
-def exchange_info_json(core: ExchangeCore, weight_limit_1m: int) -> dict[str, Any]:
+def exchange_info_json(core: ExchangeCore) -> dict[str, Any]:
+    """``exchangeInfo``: the markets and their filters, and the rate limits in force (unlimited ones left out)."""
+    settings = core.settings
+    limits = [
+        ("REQUEST_WEIGHT", "MINUTE", 1, settings.weight_limit_1m),
+        ("ORDERS", "SECOND", 10, settings.order_limit_10s),
+        ("ORDERS", "DAY", 1, settings.order_limit_1d),
+        ("RAW_REQUESTS", "MINUTE", 5, 61000),
+    ]
     symbols = [
         {
             "symbol": m.id,
@@ -194,7 +221,7 @@ def exchange_info_json(core: ExchangeCore, weight_limit_1m: int) -> dict[str, An
             "amendAllowed": False,
             "isSpotTradingAllowed": True,
             "isMarginTradingAllowed": False,
-            "filters": _filters(m),
+            "filters": _filters(m, core.settings.max_num_orders),
             "permissions": [],
             "permissionSets": [["SPOT"]],
             "defaultSelfTradePreventionMode": _STP,
@@ -206,14 +233,23 @@ def exchange_info_json(core: ExchangeCore, weight_limit_1m: int) -> dict[str, An
         "timezone": "UTC",
         "serverTime": core.now_ms(),
         "rateLimits": [
-            {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": weight_limit_1m},
-            {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
-            {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},
-            {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000},
+            {"rateLimitType": kind, "interval": interval, "intervalNum": number, "limit": limit}
+            for kind, interval, number, limit in limits
+            if limit is not None
         ],
         "exchangeFilters": [],
         "symbols": symbols,
     }
+
+
+def _labels(order: Order) -> dict[str, Any]:
+    """``strategyId``/``strategyType``, only for an order sent with them (rest-api.md "Conditional fields")."""
+    labels: dict[str, Any] = {}
+    if order.strategy_id is not None:
+        labels["strategyId"] = order.strategy_id
+    if order.strategy_type is not None:
+        labels["strategyType"] = order.strategy_type
+    return labels
 
 
 def _core_fields(order: Order) -> dict[str, Any]:
@@ -244,6 +280,7 @@ def order_json(order: Order, trades: list[Trade], resp_type: str) -> dict[str, A
     body.update(_core_fields(order))
     body["workingTime"] = order.time_ms
     body["selfTradePreventionMode"] = _STP
+    body.update(_labels(order))
     if resp_type == "FULL":
         body["fills"] = [
             {
@@ -276,6 +313,7 @@ def query_order_json(order: Order) -> dict[str, Any]:
             "isWorking": True,
             "workingTime": order.time_ms,
             "selfTradePreventionMode": _STP,
+            **_labels(order),
         }
     )
     return body
@@ -293,6 +331,7 @@ def cancel_json(order: Order, cancel_client_id: str, transact_time: int) -> dict
     }
     body.update(_core_fields(order))
     body["selfTradePreventionMode"] = _STP
+    body.update(_labels(order))
     return body
 
 

@@ -168,8 +168,9 @@ def test_client_ids_unique_among_open_orders_only(core: ExchangeCore) -> None:
         core.get_order("BTC/USDT", order_id=first.order_id, client_order_id="other")
 
 
-@pytest.mark.parametrize("client_id", ["x" * 37, "bad id", "emoji\u00e9", ""])
+@pytest.mark.parametrize("client_id", ["x" * 37, "bad id", "emoji\u00e9", "a.b", "a:b", "a/b", ""])
 def test_client_id_pattern(core: ExchangeCore, client_id: str) -> None:
+    """fix-api.md "Client order ID fields must conform to the regex ``^[a-zA-Z0-9-_]{1,36}$``" (REST: -1100)."""
     if client_id == "":
         order, _ = core.place_order("BTC/USDT", "BUY", "MARKET", quantity=D("0.001"), client_order_id=None)
         assert len(order.client_order_id) == 22
@@ -179,7 +180,7 @@ def test_client_id_pattern(core: ExchangeCore, client_id: str) -> None:
 
 
 def test_client_id_of_36_allowed_characters_is_accepted(core: ExchangeCore) -> None:
-    cid = "Ab0.:/_-" + "z" * 28
+    cid = "Ab0_-" + "z" * 31
     order, _ = core.place_order("BTC/USDT", "BUY", "MARKET", quantity=D("0.001"), client_order_id=cid)
     assert order.client_order_id == cid
 
@@ -191,6 +192,7 @@ def test_client_id_of_36_allowed_characters_is_accepted(core: ExchangeCore) -> N
         ("0.000015", "29000", "Filter failure: LOT_SIZE"),
         ("0.0001", "29000", "Filter failure: NOTIONAL"),
         ("10000", "1", "Filter failure: LOT_SIZE"),
+        ("300", "30001", "Filter failure: NOTIONAL"),  # over maxNotional (filters.md NOTIONAL), before balance
     ],
 )
 def test_filters(core: ExchangeCore, quantity: str, price: str, msg: str) -> None:
@@ -265,19 +267,22 @@ def test_cancel_replace(core: ExchangeCore) -> None:
         "BTC/USDT", "BUY", "LIMIT", quantity=D("0.01"), price=D("29000"), time_in_force="GTC", client_order_id="e1"
     )
     new = OrderRequest("BUY", "LIMIT", quantity=D("0.02"), price=D("28000"), time_in_force="GTC", client_order_id="e2")
-    canceled, placed = core.cancel_replace(
+    canceled, placed, _ = core.cancel_replace(
         "BTCUSDT", cancel_order_id=old.order_id, cancel_client_order_id=None, new_order=new
     )
     assert not isinstance(canceled, ExchangeRejected) and canceled.status == "CANCELED"
     assert isinstance(placed, tuple) and placed[0].client_order_id == "e2"
     assert core.balance("USDT").locked == D("560")
-    failed, not_attempted = core.cancel_replace(
+    failed, not_attempted, _ = core.cancel_replace(
         "BTCUSDT", cancel_order_id=old.order_id, cancel_client_order_id=None, new_order=new
     )
     assert isinstance(failed, ExchangeRejected) and failed.code == -2011 and not_attempted is None
     too_big = OrderRequest("BUY", "LIMIT", quantity=D("1"), price=D("28000"), time_in_force="GTC")
-    ok, refused = core.cancel_replace("BTCUSDT", cancel_order_id=None, cancel_client_order_id="e2", new_order=too_big)
+    ok, refused, over_limit = core.cancel_replace(
+        "BTCUSDT", cancel_order_id=None, cancel_client_order_id="e2", new_order=too_big
+    )
     assert not isinstance(ok, ExchangeRejected) and isinstance(refused, ExchangeRejected) and refused.code == -2010
+    assert not over_limit
     assert core.balance("USDT").locked == 0 and core.open_orders() == []
 
 
@@ -312,7 +317,8 @@ def test_concurrent_orders_get_unique_increasing_ids(core: ExchangeCore) -> None
     for t in threads:
         t.join()
     ids = [o.order_id for o in core.orders()]
-    assert sorted(ids) == list(range(1, 101))
+    first = 4 * core.settings.order_id_offset_per_symbol + 1  # XRP/USDT is the fifth market
+    assert sorted(ids) == list(range(first, first + 100))
     assert core.balance("USDT").locked == D("600") and core.balance("USDT").free == D("9400")
 
 

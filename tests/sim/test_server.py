@@ -273,6 +273,7 @@ COMMITTED = [
     ("commit_then_delay", {"delay_s": 5.0}, ccxt.RequestTimeout, ccxt.RequestTimeout),
     ("commit_then_drop", {}, ccxt.NetworkError, ccxt.ExchangeNotAvailable),
     ("http_503_1007", {}, ccxt.RequestTimeout, ccxt.RequestTimeout),
+    ("http_502_html", {"applied": True}, ccxt.ExchangeNotAvailable, ccxt.ExchangeNotAvailable),
 ]
 
 
@@ -325,8 +326,8 @@ def test_commit_then_fault_applies_the_order_exactly_once(
     assert found["clientOrderId"] == "c-1" and found["status"] == "open"
     assert [o.client_order_id for o in simulator.orders()] == ["c-1"]
     assert simulator.requests(*ORDER)[0].fault == kind
-    assert simulator.requests(*ORDER)[0].status == (
-        None if kind == "commit_then_drop" else 503 if kind == "http_503_1007" else 200
+    assert simulator.requests(*ORDER)[0].status == {"commit_then_drop": None, "http_503_1007": 503}.get(
+        kind, 502 if kind == "http_502_html" else 200
     )
 
 
@@ -407,7 +408,7 @@ def test_weight_header_and_limit(simulator: Simulator, exchange: ccxt.binance) -
     assert exchange.last_response_headers["X-MBX-USED-WEIGHT-1M"] == "20"
     exchange.fetch_open_orders()
     assert exchange.last_response_headers["X-MBX-USED-WEIGHT-1M"] == "100"
-    simulator.weight_limit_1m = 110
+    simulator.configure(weight_limit_1m=110)
     exchange.fetch_open_orders("BTC/USDT")
     with pytest.raises(ccxt.DDoSProtection, match="-1003"):
         exchange.fetch_balance()
@@ -497,6 +498,10 @@ def test_runs_as_a_process_until_sigterm() -> None:
             "USDT=500",
             "--balance",
             "BTC=0.5",
+            "--set",
+            "weight_limit_1m=1200",
+            "--set",
+            'lagging_queries=["order", "myTrades"]',
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -508,6 +513,8 @@ def test_runs_as_a_process_until_sigterm() -> None:
         assert url.startswith("http://127.0.0.1:")
         control = SimulatorClient(url)
         assert control.balances()["USDT"]["free"] == "500.00000000"
+        assert control.settings()["weight_limit_1m"] == 1200
+        assert control.settings()["lagging_queries"] == ["myTrades", "order"]
         exchange = make_exchange(url)
         order = exchange.create_order("BTC/USDT", "market", "sell", 0.01, params={"clientOrderId": "proc-1"})
         assert order["average"] == 31000

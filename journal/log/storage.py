@@ -344,6 +344,20 @@ def _read_holder(fd: int) -> int | None:
         return None
 
 
+def _names_a_writer(lock_path: str) -> bool:
+    """Whether writer.lock names a writer (a pid): a writer opened this directory before."""
+    try:
+        fd = os.open(lock_path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        return _read_holder(fd) is not None
+    finally:
+        # Not this process's own writer (_register refused that): closing a descriptor
+        # of a file drops the record locks this process holds on it (flock stays).
+        os.close(fd)
+
+
 def _locked_error(path: str, lock_path: str, fd: int) -> JournalLockedError:
     owner = _record_lock_owner(fd)
     named = _read_holder(fd)
@@ -424,7 +438,7 @@ class Storage:
                 self._register()
             if readonly:
                 self._check_readable_dir()
-                self._check_data_file(lock_in_use=False)
+                self._check_data_file(lock_in_use=_names_a_writer(self._file(LOCK_FILE)))
                 self.env = self._open_reader_env(map_size)
             else:
                 self._make_dir()
@@ -509,8 +523,6 @@ class Storage:
             raise NotAJournalError(
                 f"{self.path}: is a file, not a journal directory; give the directory the bot opens (it holds data.mdb)"
             )
-        if not os.path.lexists(self._file(DATA_FILE)):
-            raise NotAJournalError(f"{self.path}: not a journal (no data.mdb inside)")
 
     def _make_dir(self) -> None:
         if os.path.lexists(self.path) and not os.path.isdir(self.path):
@@ -559,6 +571,8 @@ class Storage:
                     f"{data}: the data file is missing, but {' and '.join(traces)} show a journal was opened "
                     f"here; {never_held}"
                 )
+            if self.readonly:
+                raise NotAJournalError(f"{self.path}: not a journal (no data.mdb inside)")
             return
         try:
             data_file_extent(data)

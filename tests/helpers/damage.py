@@ -136,7 +136,7 @@ CASES: tuple[DamageCase, ...] = (
     DamageCase("truncated_half", truncate_data_file, "TruncatedJournalError", "TruncatedJournalError"),
     DamageCase("truncated_in_meta", truncate_inside_meta_pages, "TruncatedJournalError", "TruncatedJournalError"),
     DamageCase("emptied", empty_data_file, "TruncatedJournalError", "TruncatedJournalError"),
-    DamageCase("data_removed", remove_data_file, "TruncatedJournalError", "NotAJournalError"),
+    DamageCase("data_removed", remove_data_file, "TruncatedJournalError", "TruncatedJournalError"),
     DamageCase("lock_is_directory", lock_file_is_directory, "StorageAccessError", "OK"),
     DamageCase("data_is_directory", data_file_is_directory, "StorageAccessError", "StorageAccessError"),
     DamageCase("regular_file", path_is_regular_file, "NotAJournalError", "NotAJournalError"),

@@ -48,9 +48,12 @@ ROOT = Path(__file__).resolve().parents[2]
 NOBODY = 65534
 
 
-def _child(mode: str, path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tests.helpers.damage_child", mode, str(path)], cwd=ROOT,
+def _open_in_child(path: Path) -> dict[str, str]:
+    """Open as writer, then as reader, in one subprocess: ``{mode: "OK 600" | "ERROR Class: message"}``."""
+    proc = subprocess.run([sys.executable, "-m", "tests.helpers.damage_child", str(path)], cwd=ROOT,
                           capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 0, f"exit {proc.returncode} (-7 is SIGBUS): {proc.stdout} {proc.stderr[-1500:]}"
+    return dict(line.split(" ", 1) for line in proc.stdout.splitlines())
 
 
 def _journal_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -85,11 +88,8 @@ def _damaged(healthy: Path, tmp_path: Path, make: object) -> Path:
 
 def test_truncated_data_file_is_reported_not_sigbus(healthy: Path, tmp_path: Path) -> None:
     path = _damaged(healthy, tmp_path, truncate_data_file)
-    for mode in ("writer", "reader"):
-        proc = _child(mode, path)
-        assert proc.returncode == 0, f"{mode} died with {proc.returncode} (-7 is SIGBUS): {proc.stderr[-1500:]}"
-        line = proc.stdout.strip()
-        assert line.startswith("ERROR TruncatedJournalError:"), line
+    for mode, line in _open_in_child(path).items():
+        assert line.startswith("ERROR TruncatedJournalError:"), (mode, line)
         assert "was truncated" in line and "bytes" in line and "restore the journal directory from a backup" in line
     verify = _journal_cli("verify", str(path))
     assert verify.returncode > 0, f"journal verify died with {verify.returncode}: {verify.stderr[-1500:]}"
@@ -151,16 +151,15 @@ def test_damage_case_is_reported_in_a_subprocess(healthy: Path, tmp_path: Path, 
     """The campaign's case list: each damage gives its error class, no signal, and the files stay as they were."""
     path = _damaged(healthy, tmp_path, case.make)
     before = _snapshot(path)
+    seen = _open_in_child(path)
     for mode, expected in (("writer", case.writer_error), ("reader", case.reader_error)):
-        proc = _child(mode, path)
-        assert proc.returncode == 0, f"{mode}: exit {proc.returncode}: {proc.stderr[-1500:]}"
-        word = proc.stdout.split(":")[0].split()
-        assert word[-1] == expected or (expected == "OK" and word[0] == "OK"), proc.stdout
-        after = _snapshot(path)
-        if "writer.lock" not in before and (path / "writer.lock").exists():
-            assert (path / "writer.lock").stat().st_size == 0  # an empty lock file: no trace of a journal
-            after.pop("writer.lock")
-        assert after == before, f"{mode} changed the directory: {sorted(before)} -> {sorted(after)}"
+        word = seen[mode].split(":")[0].split()
+        assert word[-1] == expected or (expected == "OK" and word[0] == "OK"), (mode, seen[mode])
+    after = _snapshot(path)
+    if "writer.lock" not in before and (path / "writer.lock").exists():
+        assert (path / "writer.lock").stat().st_size == 0  # an empty lock file: no trace of a journal
+        after.pop("writer.lock")
+    assert after == before, f"the refused opens changed the directory: {sorted(before)} -> {sorted(after)}"
 
 
 # -- item 5: foreign and unusual directories ------------------------------------

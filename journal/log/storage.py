@@ -793,6 +793,11 @@ class Storage:
 
     # -- guards --------------------------------------------------------------
 
+    @property
+    def in_owner_process(self) -> bool:
+        """True in the process that opened it (False in a child made by fork())."""
+        return not self._forked and os.getpid() == self._pid
+
     def check_usable(self) -> None:
         """Raise if this storage is closed or was inherited across fork()."""
         # os.register_at_fork marks every open storage in a child: no getpid() syscall per call
@@ -932,7 +937,7 @@ class Storage:
         if self._closed:
             return
         self._closed = True
-        if not self._forked and os.getpid() == self._pid:
+        if self.in_owner_process:
             self.env.close()
             self._release_lock()
             self._unregister()

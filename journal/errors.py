@@ -3,14 +3,37 @@
 One base class, :class:`JournalError`, and a subclass per failure. Each message
 says what happened, to what (path, sequence number, op id) and what to do.
 LMDB's own errors are wrapped with ``raise ... from`` so the cause stays visible.
+A class whose remedy is always the same carries it in ``remedy``; it is appended
+to every instance's message, which holds the specifics (path, sizes, pid)::
+
+    JournalError
+    +-- CodecError (also ValueError)
+    +-- DecodeError
+    +-- CorruptionError
+    |   +-- TruncatedJournalError
+    +-- FormatVersionError
+    +-- NotAJournalError
+    |   +-- ForeignEnvironmentError
+    +-- JournalLockedError
+    |   +-- AlreadyOpenError
+    +-- StorageAccessError
+    +-- ForkError
+    +-- JournalClosedError
+    +-- ReadOnlyError
+    +-- OperationStateError
+    +-- UnknownOperationError (also KeyError)
 """
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 __all__ = [
+    "AlreadyOpenError",
     "CodecError",
     "CorruptionError",
     "DecodeError",
+    "ForeignEnvironmentError",
     "FormatVersionError",
     "ForkError",
     "JournalClosedError",
@@ -19,12 +42,21 @@ __all__ = [
     "NotAJournalError",
     "OperationStateError",
     "ReadOnlyError",
+    "StorageAccessError",
+    "TruncatedJournalError",
     "UnknownOperationError",
 ]
 
 
 class JournalError(Exception):
     """Base class of every error the journal raises."""
+
+    #: What to do, the same for every instance of the class; appended to the message.
+    remedy: ClassVar[str] = ""
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return f"{text}; {self.remedy}" if self.remedy and text else text
 
 
 class CodecError(JournalError, ValueError):
@@ -54,6 +86,20 @@ class CorruptionError(JournalError):
         self.seq = seq
 
 
+class TruncatedJournalError(CorruptionError):
+    """``data.mdb`` is shorter than its own meta pages say, empty, or gone.
+
+    Raised before the file is mapped: touching a page past the end of a mapped
+    file kills the process with SIGBUS. A directory that held a journal is never
+    silently re-initialised as a new, empty one.
+    """
+
+    remedy = (
+        "restore the journal directory from a backup (`journal backup` copies, emergency backups) and "
+        "run `journal verify` on it; to start a new journal instead, move this directory away first"
+    )
+
+
 class FormatVersionError(JournalError):
     """The journal was written by a format version this code does not read."""
 
@@ -62,12 +108,43 @@ class NotAJournalError(JournalError):
     """The path exists but holds no tradejournal journal."""
 
 
-class JournalLockedError(JournalError):
-    """Another writer (process or object) holds the journal."""
+class ForeignEnvironmentError(NotAJournalError):
+    """The directory holds another program's LMDB environment (other databases, other keys)."""
 
-    def __init__(self, message: str, pid: int | None = None) -> None:
+    remedy = "give the journal a directory of its own: tradejournal never adds its databases to another environment"
+
+
+class JournalLockedError(JournalError):
+    """Another writer (process or object) holds the journal.
+
+    ``pid`` is the holder named by the lock (``None`` when unknown), ``alive``
+    whether that process still runs (``None`` when unknown).
+    """
+
+    def __init__(self, message: str, pid: int | None = None, *, alive: bool | None = None) -> None:
         super().__init__(message)
         self.pid = pid
+        self.alive = alive
+
+
+class AlreadyOpenError(JournalLockedError):
+    """This process already has the journal open (LMDB allows one open per process)."""
+
+    remedy = "share the Journal object this process already has instead of opening the path again"
+
+
+class StorageAccessError(JournalError):
+    """The journal's directory or files cannot be used as asked.
+
+    Permissions, a read-only file system, a file where a directory belongs,
+    a directory where a file belongs. ``path`` names the file at fault and
+    ``errno`` the operating system's error number (``None`` when not an OS error).
+    """
+
+    def __init__(self, message: str, path: str = "", errno: int | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.errno = errno
 
 
 class ForkError(JournalError):

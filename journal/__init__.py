@@ -62,9 +62,11 @@ Quick start::
 from __future__ import annotations
 
 from .errors import (
+    AlreadyOpenError,
     CodecError,
     CorruptionError,
     DecodeError,
+    ForeignEnvironmentError,
     ForkError,
     FormatVersionError,
     JournalClosedError,
@@ -73,6 +75,8 @@ from .errors import (
     NotAJournalError,
     OperationStateError,
     ReadOnlyError,
+    StorageAccessError,
+    TruncatedJournalError,
     UnknownOperationError,
 )
 from .log import (
@@ -108,12 +112,14 @@ __all__ = [
     "DEFAULT_SETTINGS",
     "FORMAT_VERSION",
     "SCHEMA_VERSION",
+    "AlreadyOpenError",
     "AutoSaveSettings",
     "AutoSaver",
     "CodecError",
     "CorruptionError",
     "DecodeError",
     "Durability",
+    "ForeignEnvironmentError",
     "ForkError",
     "FormatVersionError",
     "Journal",
@@ -131,7 +137,9 @@ __all__ = [
     "SchemaVersionError",
     "State",
     "StateStore",
+    "StorageAccessError",
     "StoreSettings",
+    "TruncatedJournalError",
     "UnknownOperationError",
     "VerifyReport",
     "Violation",

@@ -33,6 +33,7 @@ from types import FrameType
 from typing import Any
 
 from ..log import settings_from
+from ..log.storage import fsync_dir, makedirs_durable, write_durable_file
 from .store import StateStore
 
 __all__ = ["DEFAULT_AUTOSAVE_SETTINGS", "AutoSaveSettings", "AutoSaver", "emergency_backup", "install_signal_handlers"]
@@ -83,7 +84,7 @@ def emergency_backup(store: StateStore, backups_dir: str, reason: str, keep: int
     Returns the backup directory (``<backups_dir>/<UTC time>-<seq>``), private
     to the owner. Keeps the newest ``keep`` backups.
     """
-    os.makedirs(backups_dir, mode=0o700, exist_ok=True)
+    makedirs_durable(backups_dir)
     os.chmod(backups_dir, 0o700)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     view = store.view()
@@ -92,17 +93,19 @@ def emergency_backup(store: StateStore, backups_dir: str, reason: str, keep: int
     while os.path.exists(dest):
         n += 1
         dest = os.path.join(backups_dir, f"{stamp}-seq{view.seq}-{n}")
-    os.makedirs(dest, mode=0o700)
+    makedirs_durable(dest)
+    # every file, then its directory, then the directory's parent: a power cut keeps a backup whole or not at all
     store.journal.backup(os.path.join(dest, "journal"), compact=True)
-    fd = os.open(os.path.join(dest, "state.json"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump({"seq": view.seq, "state": view.as_dict()}, f, default=_json_default, indent=1, sort_keys=True)
-    fd = os.open(os.path.join(dest, "REASON.txt"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(f"{reason}\njournal: {store.journal.path}\nseq: {view.seq}\n")
+    state = json.dumps({"seq": view.seq, "state": view.as_dict()}, default=_json_default, indent=1, sort_keys=True)
+    write_durable_file(os.path.join(dest, "state.json"), state.encode())
+    write_durable_file(
+        os.path.join(dest, "REASON.txt"), f"{reason}\njournal: {store.journal.path}\nseq: {view.seq}\n".encode()
+    )
+    fsync_dir(dest)
     backups = sorted(d for d in os.listdir(backups_dir) if os.path.isdir(os.path.join(backups_dir, d)))
     for old in backups[:-keep] if keep > 0 else backups:
         shutil.rmtree(os.path.join(backups_dir, old), ignore_errors=True)
+    fsync_dir(backups_dir)
     log.error("emergency backup of %s written to %s: %s", store.journal.path, dest, reason)
     return dest
 

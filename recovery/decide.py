@@ -225,11 +225,12 @@ def decide(inputs: Inputs, obs: Observations, *, now_ns: int, settle_window_ms: 
             out.append(Decision(Action.ORDER_UPDATE, known.get("op"), client_id, known.get("symbol"), seen))
     # 3. trades not applied yet (deduplicated by symbol and trade id, no cap)
     ours = set(inputs.orders) | {r.client_id for r in inputs.pending if r.client_id}
-    by_order_id = {o.get("id"): cid for cid, o in inputs.orders.items() if o.get("id")}
-    for view in obs.symbols.values():  # orders found for pending operations carry their exchange id only there
+    # exchange order ids are unique per symbol only (Binance numbers them per symbol): key by both
+    by_order_id = {(o.get("symbol"), o.get("id")): cid for cid, o in inputs.orders.items() if o.get("id")}
+    for view_symbol, view in obs.symbols.items():  # orders found for pending operations carry their id only there
         for cid, o in view.orders.items():
             if o.get("id") and cid in ours:
-                by_order_id.setdefault(o["id"], cid)
+                by_order_id.setdefault((view_symbol, o["id"]), cid)
     for symbol in sorted(obs.symbols):
         seen_ids: set[str] = set()
         for trade in sorted(obs.symbols[symbol].trades, key=lambda t: (t.get("timestamp") or 0, str(t.get("id")))):
@@ -237,7 +238,7 @@ def decide(inputs: Inputs, obs: Observations, *, now_ns: int, settle_window_ms: 
             if f"{symbol}:{tid}" in inputs.trades or tid in seen_ids:
                 continue
             seen_ids.add(tid)
-            trade_cid = trade.get("client_id") or by_order_id.get(trade.get("order_id"))
+            trade_cid = trade.get("client_id") or by_order_id.get((symbol, trade.get("order_id")))
             if trade_cid is None or trade_cid not in ours:
                 continue
             out.append(Decision(Action.FILL, None, trade_cid, symbol, dict(trade, client_id=trade_cid)))

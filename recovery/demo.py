@@ -104,8 +104,15 @@ def check_against_exchange(sim: Any, result: dict[str, Any]) -> list[str]:
     failures = []
     orders = result["orders"]
     exchange_orders = sim.orders()
-    for o in exchange_orders:
-        mine = orders.get(o.client_order_id) or next((v for v in orders.values() if v["id"] == str(o.order_id)), None)
+
+    def unified(exchange_symbol: str) -> str:
+        market = sim.core.market(exchange_symbol)
+        return f"{market.base}/{market.quote}"
+
+    for o in exchange_orders:  # order ids are unique per symbol only: match by (symbol, id)
+        mine = orders.get(o.client_order_id) or next(
+            (v for v in orders.values() if v["id"] == str(o.order_id) and v["symbol"] == unified(o.symbol)), None
+        )
         if mine is None:
             failures.append(f"exchange order {o.order_id} ({o.client_order_id}) unknown to the state")
             continue
@@ -115,9 +122,9 @@ def check_against_exchange(sim: Any, result: dict[str, Any]) -> list[str]:
         if mine["status"] != status or Decimal(mine["filled"]) != o.executed_qty:
             failures.append(f"order {o.client_order_id}: state {mine['status']}/{mine['filled']}, "
                             f"exchange {status}/{o.executed_qty}")  # fmt: skip
-    ids = [str(o.order_id) for o in exchange_orders]
-    known_ids = [v["id"] for v in orders.values() if v["id"]]
-    if sorted(known_ids) != sorted(set(known_ids)) or not set(ids) <= set(known_ids):
+    ids = [(unified(o.symbol), str(o.order_id)) for o in exchange_orders]
+    known_ids = [(v["symbol"], v["id"]) for v in orders.values() if v["id"]]
+    if len(known_ids) != len(set(known_ids)) or not set(ids) <= set(known_ids):
         failures.append("an exchange order is known twice, or not at all")
     sent = [r.params.get("newClientOrderId") for r in sim.requests("POST") if r.params.get("newClientOrderId")]
     if len(sent) != len(set(sent)):

@@ -122,6 +122,22 @@ def test_fills_are_deduplicated_by_trade_id() -> None:
     assert [(d.action, d.data["id"], d.client_id) for d in out] == [(Action.FILL, "t2", cid(1))]
 
 
+def test_trades_are_attributed_by_symbol_and_order_id() -> None:
+    """Binance numbers orders per symbol: order 91 on BTC/USDT and order 91 on ETH/USDT are different orders
+    (with a global id map a fill was once recorded against the wrong order)."""
+    known = {cid(1): order(cid(1), id="91"), cid(2): order(cid(2), id="91", symbol="ETH/USDT")}
+    btc = SymbolView(trades=[{"id": "t1", "order_id": "91", "client_id": None, "symbol": "BTC/USDT",
+                              "amount": D("0.1"), "timestamp": 1}], trades_ok=True)  # fmt: skip
+    eth = SymbolView(trades=[{"id": "t1", "order_id": "91", "client_id": None, "symbol": "ETH/USDT",
+                              "amount": D("2"), "timestamp": 1}], trades_ok=True)  # fmt: skip
+    out = decide(inputs([], known), Observations(symbols={"BTC/USDT": btc, "ETH/USDT": eth}), now_ns=NOW_NS,
+                 settle_window_ms=SETTLE_MS)  # fmt: skip
+    assert sorted((d.symbol, d.client_id, d.data["amount"]) for d in out if d.action is Action.FILL) == [
+        ("BTC/USDT", cid(1), D("0.1")),
+        ("ETH/USDT", cid(2), D("2")),
+    ]
+
+
 def test_unknown_open_orders_adopted_or_external() -> None:
     ours = order(cid(50))
     foreign = order("web_123", id="77")

@@ -34,8 +34,8 @@ from typing import Any
 from journal import Record, parse_client_id
 from journal.state.orders import OPEN_STATUSES, fills_missing
 
-from .normalize import CANCEL_NOT_APPLIED, NOT_ON_EXCHANGE, TARGET_NOT_ON_EXCHANGE
-from .venue import CLOCK_SKEW_MS
+from .normalize import CANCEL_NOT_APPLIED, FORGOTTEN_UNFILLED, NOT_ON_EXCHANGE, TARGET_NOT_ON_EXCHANGE
+from .venue import CLOCK_SKEW_MS, VenueProfile
 
 __all__ = [
     "Action",
@@ -163,8 +163,30 @@ def _order_changed(known: Mapping[str, Any], seen: Mapping[str, Any]) -> bool:
     return seen_filled is not None and (known_filled is None or seen_filled > known_filled)
 
 
-def decide(inputs: Inputs, obs: Observations, *, now_ns: int, settle_window_ms: int) -> list[Decision]:
-    """Every decision reconciliation takes, in a deterministic order."""
+def _unexplained_trades(view: SymbolView, inputs: Inputs, since_ms: int) -> bool:
+    """Whether the symbol's trade history since ``since_ms`` is incomplete or holds a trade of an unknown order."""
+    if not view.trades_ok:
+        return True
+    known = {o.get("id") for o in inputs.orders.values() if o.get("id")} | {
+        o.get("id") for o in view.orders.values() if o.get("id")
+    }
+    return any(
+        int(t.get("timestamp") or 0) >= since_ms and t.get("order_id") not in known and not t.get("client_id")
+        for t in view.trades
+    )
+
+
+def decide(
+    inputs: Inputs, obs: Observations, *, now_ns: int, settle_window_ms: int, venue: VenueProfile | None = None
+) -> list[Decision]:
+    """Every decision reconciliation takes, in a deterministic order.
+
+    ``venue`` says how long the exchange keeps orders findable (:class:`~recovery.venue.VenueProfile`):
+    past that horizon "not found" is no proof that an order was never placed, so such an intent is
+    settled only when the symbol's trade history shows no trade it could have made (nothing was
+    filled), and otherwise stays unresolved with the horizon named.
+    """
+    venue = venue or VenueProfile(name="unknown")
     out: list[Decision] = []
     now_ms = now_ns // 1_000_000
     pending_targets: set[str] = set()
@@ -179,6 +201,17 @@ def decide(inputs: Inputs, obs: Observations, *, now_ns: int, settle_window_ms: 
             found = _found(view, rec.client_id)
             if found is not None:
                 out.append(Decision(Action.COMMIT, rec.op, rec.client_id, symbol, found))
+            elif (
+                settled and _authoritative_absent(view, rec.client_id, intent_ms) and venue.forgets(now_ms - intent_ms)
+            ):
+                if _unexplained_trades(view, inputs, intent_ms):
+                    why = (
+                        f"not found, but past the venue's lookup horizon ({venue.horizon_text()}) and the trade "
+                        "history does not rule out a fill: settle it by hand (`journal resolve`)"
+                    )
+                    out.append(Decision(Action.UNRESOLVED, rec.op, rec.client_id, symbol, reason=why))
+                else:
+                    out.append(Decision(Action.ABORT, rec.op, rec.client_id, symbol, reason=FORGOTTEN_UNFILLED))
             elif settled and _authoritative_absent(view, rec.client_id, intent_ms):
                 out.append(Decision(Action.ABORT, rec.op, rec.client_id, symbol, reason=NOT_ON_EXCHANGE))
             else:

@@ -67,6 +67,7 @@ from .errors import ManagerStateError, OrderInDoubtError, SafeModeError
 from .flows import Flow, arun, blocking, local
 from .orders import Order, OrderFlows, OrderSettings, Params, Target
 from .reconcile import ReconcileFlows, ReconcileReport, ReconcileSettings
+from .venue import VenueProfile, profile_for
 
 __all__ = ["AsyncStateManager", "ManagerFlows", "SafeModeError", "SafeModeListener", "StateManager",
            "scrub_exchange_logs"]  # fmt: skip
@@ -151,6 +152,7 @@ class ManagerFlows:
         signal_handlers: bool = False,
         retry_backoff_s: float = 1.0,
         retry_max_s: float = 60.0,
+        venue: VenueProfile | None = None,
     ) -> None:
         #: The journal directory.
         self.path = os.fspath(path)
@@ -171,6 +173,8 @@ class ManagerFlows:
         self._retry_backoff_s = retry_backoff_s
         self._retry_max_s = retry_max_s
         self._signal_handlers = signal_handlers
+        #: What the venue keeps findable (default: by the exchange's ccxt id; see :mod:`recovery.venue`).
+        self.venue = venue or profile_for(exchange)
         #: The open journal (None before start()).
         self.journal: Journal | None = None
         #: The state kept beside it.
@@ -217,7 +221,7 @@ class ManagerFlows:
         self.started_ns = time.time_ns()
         self.unresolved = [{"op": op, "why": "not reconciled yet"} for op in self.journal.pending_ids()]
         if self.exchange is not None:
-            self.orders = OrderFlows(self.journal, self.exchange, self._order_settings)
+            self.orders = OrderFlows(self.journal, self.exchange, self._order_settings, venue=self.venue)
         self.saver = AutoSaver(self.store, self._autosave_settings)
 
     def start_flow(self) -> Flow[ReconcileReport]:
@@ -248,7 +252,7 @@ class ManagerFlows:
                 errors=["offline: no exchange given"],
             )
         else:
-            reconciler = ReconcileFlows(j, self.store, self.exchange, self._reconcile_settings)
+            reconciler = ReconcileFlows(j, self.store, self.exchange, self._reconcile_settings, venue=self.venue)
             report = yield from reconciler.run_flow()
         yield local(self._after_reconcile, report)
         return report

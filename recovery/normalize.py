@@ -30,11 +30,13 @@ from journal.state.orders import ORDER_FIELDS, TRADE_FIELDS
 
 __all__ = [
     "CANCEL_NOT_APPLIED",
+    "FORGOTTEN_UNFILLED",
     "NOT_ON_EXCHANGE",
     "ORDER_FIELDS",
     "TARGET_NOT_ON_EXCHANGE",
     "TRADE_FIELDS",
     "Verdict",
+    "archived_order",
     "cancel_verdict",
     "create_verdict",
     "edit_intent",
@@ -52,6 +54,11 @@ __all__ = [
 
 #: Abort reasons written after a lookup (tests and tools match on them).
 NOT_ON_EXCHANGE = "not on exchange after settle window"
+#: Past the venue's lookup horizon, with no trade the order could have made: nothing was filled.
+FORGOTTEN_UNFILLED = (
+    "not on exchange past its lookup horizon, and no trade it could have made: never placed, or canceled or "
+    "expired with nothing filled"
+)
 CANCEL_NOT_APPLIED = "cancel not applied: the order is still open"
 TARGET_NOT_ON_EXCHANGE = "cancel not applied: the order is not on the exchange"
 
@@ -158,6 +165,13 @@ def normalize_order(order: Mapping[str, Any], *, client_id: str | None = None) -
         "trades": [normalize_trade(t, order_id=order_id, client_id=cid, symbol=symbol, side=side) for t in trades],
         "timestamp": _int_or_none(order.get("timestamp")),
     }
+
+
+def archived_order(client_id: str, symbol: str) -> dict[str, Any]:
+    """The order a venue reported archived (Binance -2026): it existed, and ended with nothing filled."""
+    out = normalize_order({"clientOrderId": client_id, "symbol": symbol, "status": "canceled", "filled": 0})
+    out["archived"] = True
+    return out
 
 
 # ------------------------------------------------------------ intent data

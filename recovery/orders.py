@@ -66,6 +66,7 @@ from .errors import OpRef, OrderAbortedError, OrderInDoubtError, OrderLookupErro
 from .flows import Call, Flow, Sleep, blocking, coroutine, local
 from .normalize import (
     Verdict,
+    archived_order,
     cancel_verdict,
     create_verdict,
     edit_intent,
@@ -78,7 +79,7 @@ from .normalize import (
     target_of,
     wire_number,
 )
-from .venue import settle_window_ms
+from .venue import VenueProfile, profile_for, settle_window_ms
 
 __all__ = [
     "AsyncOrderJournal",
@@ -146,6 +147,7 @@ class OrderFlows:
         settings: OrderSettings | Mapping[str, Any] | None = None,
         *,
         io: Executor | None = None,
+        venue: VenueProfile | None = None,
         **kw: Any,
     ) -> None:
         #: The checked settings.
@@ -156,6 +158,8 @@ class OrderFlows:
         self.exchange = exchange
         #: Where the async driver runs journal writes (None: the event loop's default executor).
         self._io = io
+        #: What the venue keeps findable.
+        self.venue = venue or profile_for(exchange)
         #: op id -> when its call failed (monotonic ns), while it stays in doubt.
         self._failed_mono: dict[int, int] = {}
 
@@ -264,6 +268,8 @@ class OrderFlows:
                 last: BaseException = exc
                 continue
             except Exception as exc:
+                if self.venue.archived(exc):  # it existed, and ended canceled or expired with nothing filled
+                    return archived_order(client_id, symbol)
                 raise OrderLookupError(client_id, symbol, attempt + 1, exc) from exc
             return normalize_order(order, client_id=client_id)
         raise OrderLookupError(client_id, symbol, attempts, last) from last

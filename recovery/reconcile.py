@@ -46,8 +46,8 @@ from journal.state.store import StateStore
 from .budget import Budget
 from .decide import Action, Decision, Inputs, Observations, decide, symbols_of
 from .flows import Call, Flow, blocking, coroutine, local
-from .normalize import normalize_order, normalize_trade, to_decimal
-from .venue import settle_window_ms
+from .normalize import archived_order, normalize_order, normalize_trade, to_decimal
+from .venue import VenueProfile, profile_for, settle_window_ms
 
 __all__ = [
     "DEFAULT_RECONCILE_SETTINGS",
@@ -225,7 +225,12 @@ def _intent_ms(rec: Any) -> int:
 
 
 def _gather(
-    inputs: Inputs, budget: Budget, clock: ExchangeClock, cfg: ReconcileSettings, errors: list[str]
+    inputs: Inputs,
+    budget: Budget,
+    clock: ExchangeClock,
+    cfg: ReconcileSettings,
+    errors: list[str],
+    venue: VenueProfile,
 ) -> Flow[Observations]:
     """Plan and interpret the exchange queries (see the module docstring)."""
     obs = Observations()
@@ -258,8 +263,13 @@ def _gather(
         for known_cid, known in inputs.orders.items():
             if known.get("symbol") == symbol and known.get("status") == "open" and known_cid not in view.orders:
                 wanted[known_cid] = int(known.get("timestamp") or 0)
+        # orders the history may omit (past the venue's horizon) are looked up one by one
+        singles = sorted(c for c, ms in wanted.items() if venue.history_may_omit(clock.now_ms() - ms))
         if wanted and len(wanted) <= cfg.lookup_threshold:
-            for cid in sorted(wanted):
+            singles = sorted(wanted)
+        rest = {c: ms for c, ms in wanted.items() if c not in singles}
+        if singles:
+            for cid in singles:
                 try:
                     result = yield from budget.call(
                         Call("fetch_order", (None, symbol), {"params": {"clientOrderId": cid}})
@@ -271,13 +281,18 @@ def _gather(
                     view.orders[cid] = normalize_order(result, client_id=cid)
                     view.lookups[cid] = True
                     view.lookup_ms[cid] = clock.now_ms()
+                elif exc is not None and venue.archived(exc):
+                    # the order existed and ended canceled or expired with nothing filled (Binance -2026)
+                    view.orders[cid] = archived_order(cid, symbol)
+                    view.lookups[cid] = True
+                    view.lookup_ms[cid] = clock.now_ms()
                 elif isinstance(exc, ccxt.OrderNotFound):
                     view.lookups[cid] = True  # authoritative: the exchange does not know it
                     view.lookup_ms[cid] = clock.now_ms()
                 elif exc is not None:
                     errors.append(f"fetch_order {symbol} {cid}: {type(exc).__name__}: {exc}")
-        elif wanted:
-            since = max(0, min(wanted.values()) - cfg.history_margin_ms)
+        if rest:
+            since = max(0, min(rest.values()) - cfg.history_margin_ms)
             rows, complete, first_ms = yield from _pages(
                 budget, clock, "fetch_orders", symbol, since, cfg, errors, normalize_order
             )
@@ -344,10 +359,13 @@ class ReconcileFlows:
         settings: ReconcileSettings | Mapping[str, Any] | None = None,
         *,
         io: Executor | None = None,
+        venue: VenueProfile | None = None,
         **kw: Any,
     ) -> None:
         #: The checked settings.
         self.cfg = settings_from(ReconcileSettings, settings, owner="reconcile", **kw)
+        #: What the venue keeps findable (default: by the exchange's ccxt id).
+        self.venue = venue or profile_for(exchange)
         self.journal = journal
         self.store = store
         self.exchange = exchange
@@ -388,7 +406,7 @@ class ReconcileFlows:
         inputs = yield local(self._inputs)
         errors: list[str] = []
         clock = ExchangeClock()
-        obs = yield from _gather(inputs, budget, clock, self.cfg, errors)
+        obs = yield from _gather(inputs, budget, clock, self.cfg, errors, self.venue)
         report, externals = yield local(self._finish, inputs, obs, errors, budget, t0, clock)
         for d in externals:  # external_policy="cancel"
             try:
@@ -404,7 +422,7 @@ class ReconcileFlows:
         self, inputs: Inputs, obs: Observations, errors: list[str], budget: Budget, t0: float, clock: ExchangeClock
     ) -> tuple[ReconcileReport, list[Decision]]:
         now_ns = clock.now_ms() * 1_000_000
-        decisions = decide(inputs, obs, now_ns=now_ns, settle_window_ms=self.settle_window_ms())
+        decisions = decide(inputs, obs, now_ns=now_ns, settle_window_ms=self.settle_window_ms(), venue=self.venue)
         report = ReconcileReport(requests=budget.requests, rate_limited=budget.rate_limited, errors=errors)
         j = self.journal
         externals_to_cancel = []

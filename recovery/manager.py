@@ -52,7 +52,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -65,6 +65,8 @@ from journal.state.store import StateStore
 
 from .errors import ManagerStateError, OrderInDoubtError, SafeModeError
 from .flows import Flow, arun, blocking, local
+from .live import LiveFeed, advances
+from .normalize import normalize_order, normalize_trade
 from .orders import Order, OrderFlows, OrderSettings, Params, Target
 from .reconcile import ReconcileFlows, ReconcileReport, ReconcileSettings
 from .venue import VenueProfile, profile_for
@@ -136,6 +138,9 @@ class ManagerFlows:
     checked here: a misspelt key is a ``ValueError`` naming it and the known
     ones, before anything is opened.
     """
+
+    #: The live feed (async managers, once started; see :mod:`recovery.live`).
+    live_feed: LiveFeed | None = None
 
     def __init__(
         self,
@@ -408,6 +413,7 @@ class ManagerFlows:
                 "reconcile_errors": reconcile_errors,
                 "autosave": saver,
                 "last_reconcile": None if report is None else report.as_dict(),
+                "live_feed": None if self.live_feed is None else self.live_feed.status(),
                 "append_latency": jstats.get("append_latency"),
                 "sync_latency": jstats.get("sync_latency"),
             }
@@ -475,6 +481,52 @@ class ManagerFlows:
         self._check_open()
         return (yield from self._orders().record_order_update_flow(order, client_id))
 
+    # -- the live feed (ccxt.pro events) ----------------------------------------
+
+    def ingest_orders_flow(self, orders: Iterable[Mapping[str, Any]]) -> Flow[int]:
+        """Journal the orders a ``watch_orders`` batch reports, each change once; returns records written.
+
+        An order of this journal that moves forward (a new status, more filled) becomes an
+        ``order_update`` with ``"via": "websocket"``; a repeated or stale report (less filled, back
+        from a final status) changes nothing. Orders the state does not know are left to
+        reconciliation (adoption or the external-order policy).
+        """
+        j = self._check_open()
+        assert self.store is not None
+        written = 0
+        for raw in orders:
+            data = normalize_order(raw)
+            cid = data.get("client_id")
+            known = self.store.state.get("orders", cid) if cid else None
+            if cid is None or known is None or not advances(known, data):
+                continue
+            data["via"] = "websocket"
+            data.pop("trades", None)  # fills come from watch_my_trades, by trade id
+            yield local(j.record, "order_update", data, op=j.op_id_of(cid))
+            written += 1
+        return written
+
+    def ingest_trades_flow(self, trades: Iterable[Mapping[str, Any]]) -> Flow[int]:
+        """Journal the fills a ``watch_my_trades`` batch reports, each trade once; returns records written."""
+        j = self._check_open()
+        assert self.store is not None
+        state = self.store.state
+        by_id = {(o.get("symbol"), o.get("id")): cid for cid, o in state["orders"].items() if o.get("id")}
+        written = 0
+        for raw in trades:
+            data = normalize_trade(raw)
+            symbol, tid = data.get("symbol"), data.get("id")
+            if not symbol or tid is None or state.get("trades", f"{symbol}:{tid}") is not None:
+                continue  # no id, or applied already (a replayed or duplicated frame)
+            cid = data.get("client_id") or by_id.get((symbol, data.get("order_id")))
+            if cid is None:
+                continue  # an order the state does not know: reconciliation decides about it
+            data["client_id"] = cid
+            data["via"] = "websocket"
+            yield local(j.record, "fill", data, op=j.op_id_of(cid))
+            written += 1
+        return written
+
     # -- state ---------------------------------------------------------------
 
     def save_flow(self) -> Flow[bool]:
@@ -541,6 +593,8 @@ class StateManager(ManagerFlows):
     set_strategy = blocking(ManagerFlows.set_strategy_flow)
     set = blocking(ManagerFlows.set_flow)
     reconcile = blocking(ManagerFlows.reconcile_flow)
+    ingest_orders = blocking(ManagerFlows.ingest_orders_flow)
+    ingest_trades = blocking(ManagerFlows.ingest_trades_flow)
 
     def start(self) -> ReconcileReport:
         report = blocking(ManagerFlows.start_flow)(self)
@@ -630,6 +684,8 @@ class AsyncStateManager(ManagerFlows):
     set_strategy = _tracked(ManagerFlows.set_strategy_flow)
     set = _tracked(ManagerFlows.set_flow)
     reconcile = _tracked(ManagerFlows.reconcile_flow)
+    ingest_orders = _tracked(ManagerFlows.ingest_orders_flow)
+    ingest_trades = _tracked(ManagerFlows.ingest_trades_flow)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -660,6 +716,19 @@ class AsyncStateManager(ManagerFlows):
         return report
 
     start.__doc__ = ManagerFlows.start_flow.__doc__
+
+    async def start_live_feed(self, exchange: Any = None, **settings: Any) -> LiveFeed:
+        """Watch the exchange's order and trade stream and journal it (see :mod:`recovery.live`).
+
+        ``exchange`` is a ccxt.pro exchange (default: the manager's own, if it is one); ``settings``
+        go to :class:`~recovery.live.LiveFeed`. The feed stops when the manager closes.
+        """
+        self._check_open()
+        if self.live_feed is not None:
+            raise ManagerStateError(f"{self.path}: the live feed is already running")
+        self.live_feed = LiveFeed(self, exchange if exchange is not None else self.exchange, **settings)
+        await self.live_feed.start()
+        return self.live_feed
 
     async def _retry_loop(self) -> None:
         while not self._closed:
@@ -694,8 +763,10 @@ class AsyncStateManager(ManagerFlows):
         signal.raise_signal(signum)  # what the signal would have done without us
 
     async def close(self) -> None:
-        """Graceful shutdown: final snapshot, release the journal. Idempotent; never raises."""
+        """Graceful shutdown: stop the live feed, final snapshot, release the journal. Idempotent; never raises."""
         self._closing = True
+        if self.live_feed is not None:
+            await self.live_feed.stop()
         if self._retry_task is not None and self._retry_task is not asyncio.current_task():
             self._retry_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

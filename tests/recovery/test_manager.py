@@ -227,7 +227,7 @@ def test_async_journal_writes_never_run_on_the_event_loop_thread(tmp_path: Path,
 
 def test_sync_and_async_methods_share_their_documentation() -> None:
     for name in ("place_order", "cancel_order", "edit_order", "reconcile", "start", "save", "set_strategy", "set",
-                 "record_fill", "record_order_update"):  # fmt: skip
+                 "record_fill", "record_order_update", "ingest_orders", "ingest_trades"):  # fmt: skip
         sync_doc = getattr(StateManager, name).__doc__
         assert sync_doc and sync_doc == getattr(AsyncStateManager, name).__doc__, name
         assert asyncio.iscoroutinefunction(getattr(AsyncStateManager, name)), name
@@ -336,3 +336,30 @@ def test_a_reconcile_that_finds_nothing_new_writes_nothing(tmp_path: Path, drive
         report = drive(m.reconcile())
         assert report.clean
     assert m.journal.last_seq == before
+
+
+def _ccxt_trade(order: dict[str, Any], tid: str, amount: str) -> dict[str, Any]:
+    return {"id": tid, "order": order["id"], "symbol": "BTC/USDT", "side": "buy", "amount": float(amount),
+            "price": 29000.0, "cost": float(amount) * 29000, "timestamp": int(time.time() * 1000),
+            "fee": {"cost": 0.0, "currency": "BTC"}}  # fmt: skip
+
+
+def test_stream_events_are_journaled_once_and_never_backwards(tmp_path: Path, drive: Drive, sim: Simulator) -> None:
+    """Issue 15.3: a replayed or duplicated event changes nothing; a stale report cannot undo a fill."""
+    m = drive.manager(tmp_path / "j")
+    drive(m.start())
+    order = drive(m.place_order("BTC/USDT", "limit", "buy", "0.010", "29000"))
+    trade = _ccxt_trade(order, "t-1", "0.004")
+    assert drive(m.ingest_trades([trade, trade])) == 1  # a duplicated frame
+    assert drive(m.ingest_trades([trade])) == 0  # replayed after a reconnect
+    assert m.state["positions"]["BTC/USDT"]["amount"] == D("0.004")
+    partial = {"id": order["id"], "clientOrderId": order["client_id"], "symbol": "BTC/USDT", "status": "open",
+               "amount": 0.01, "filled": 0.004, "side": "buy", "type": "limit", "price": 29000.0}  # fmt: skip
+    closed = dict(partial, status="closed", filled=0.01)
+    assert drive(m.ingest_orders([closed])) == 1
+    assert drive(m.ingest_orders([partial, closed])) == 0  # late and repeated reports
+    assert m.state["orders"][order["client_id"]]["status"] == "closed"
+    journaled = list(m.journal.records(types=["order_update", "fill"]))
+    assert all(r.data["via"] == "websocket" for r in journaled) and len(journaled) == 2
+    unknown = dict(closed, id="999", clientOrderId="web_1")
+    assert drive(m.ingest_orders([unknown])) == 0  # not ours: reconciliation's business

@@ -58,12 +58,12 @@ from typing import Any
 
 import ccxt
 
-from journal import Journal, settings_from
+from journal import Durability, Journal, settings_from
 from journal.log import crashpoints
 
 from .classify import Action, Outcome, classify
 from .errors import OpRef, OrderAbortedError, OrderInDoubtError, OrderLookupError, OrderRefusedLocally
-from .flows import Call, Flow, Sleep, blocking, coroutine, local
+from .flows import Call, Flow, Local, Sleep, blocking, coroutine, local
 from .normalize import (
     Verdict,
     archived_order,
@@ -347,7 +347,8 @@ class OrderFlows:
     def _commit(self, op_id: int, result: dict[str, Any]) -> Flow[Order]:
         # the exchange has acknowledged the operation; the journal does not know yet
         crashpoints.reached(ORDER_ACKNOWLEDGED)
-        yield local(self.journal.commit, op_id, result)
+        # in INTENT durability the marker rides on the next synced transaction: no disk wait, no thread hop
+        yield Local(self.journal.commit, (op_id, result), blocking=self.journal.durability is not Durability.INTENT)
         self._failed_mono.pop(op_id, None)
         yield from self._fetch_missing_trades(op_id, result)
         return result

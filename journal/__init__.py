@@ -7,9 +7,11 @@ The lifecycle, in one screen
 data)``. The intent record is appended to the ``log`` database of an LMDB
 environment and synced to disk before ``begin`` returns. Its sequence number
 is the operation's id (``op_id``), and the client order id sent to the
-exchange, ``op.client_id``, is derived from the journal id and that number
-(:mod:`journal.clientid`), so the exchange can later be asked about this very
-operation, and no client id is ever sent twice.
+exchange, ``op.client_id``, is derived from the journal id, the writer's
+*incarnation* (drawn fresh at every writer open) and that number
+(:mod:`journal.log.clientid`), so the exchange can later be asked about this
+very operation, and no client id is ever sent twice -- not even by a restored
+backup or a cloned template.
 
 **Outcome after.** When the exchange answers, ``op.commit(result)`` or
 ``op.abort(reason)`` appends a marker that names the op id. An exception whose
@@ -22,7 +24,8 @@ Facts that need no outcome (a fill seen on a websocket) are single ``record()``
 events.
 
 **Framing and chaining.** A record is a small fixed header and a CBOR body
-(:mod:`journal.record`, :mod:`journal.codec`). It is checksummed on its exact
+(:mod:`journal.log.record`, the one module that knows the layout, and
+:mod:`journal.log.codec`). It is checksummed on its exact
 stored bytes with xxh3, and chained: each record's chain value is a hash seeded
 with the previous record's, so a record altered, deleted, reordered or spliced
 in is detected -- with the exact sequence number -- by :meth:`Journal.verify`,
@@ -38,7 +41,11 @@ updated in the same LMDB transaction as the log, so they never disagree.
 and writes everything queued in one synced transaction; ``begin_many`` puts a
 grid of intents in one transaction explicitly.
 
-**Snapshots and compaction** (state, later modules) store the state with the
+**Layers.** :mod:`journal.log` is the log; :mod:`journal.state` the state and
+its snapshots, built on the log's public surface only; :mod:`journal.cli` the
+``journal`` command, built on both.
+
+**Snapshots and compaction** (:mod:`journal.state`) store the state with the
 sequence number and chain value they cover; compaction deletes the records a
 snapshot covers and restarts the chain from the stored value, so ``verify``
 still passes.

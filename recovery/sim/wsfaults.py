@@ -19,7 +19,8 @@ drop_before_event   the next matching event is not sent: every    pending ``watc
                     connection is closed instead (``mode``        ("closing code 1001", or 1006 for ``abort``);
                     ``"close"``: close frame 1001; ``"abort"``:   the event never arrives, nor does any event
                     TCP abort), after the frames already queued   until a ``watch_*`` call re-dials and
-                    (the stream's commit-then-drop)               re-subscribes: nothing is replayed
+                    (the stream's commit-then-drop; an abort may  re-subscribes: nothing is replayed
+                    lose those too, as a reset does)
 duplicate           each of the next ``times`` matching events    ``watch_my_trades`` returns the trade again
                     is sent twice (the same frame)                but ``myTrades`` keeps one copy (by id); the
                                                                   order's ``fee`` and ``trades`` count it twice

@@ -14,6 +14,12 @@
 - Binance's spot error tables are merged over the generic ones, so errors map
   exactly as in production.
 
+:func:`make_pro_exchange` builds a real ccxt.pro ``binance`` on the same REST
+URLs whose Binance spot user data stream (the WebSocket API,
+``urls['api']['ws']['ws-api']['spot']``) is the simulator's ``ws_url``; every
+other websocket URL points at ``ws://127.0.0.1:9/not-simulated/...``.
+``urls['api']['ws']`` stays a dict, as ccxt.pro reads it.
+
 The demo and bots under test import it from here; the pytest fixtures built on
 it live in :mod:`recovery.testing` (which needs pytest).
 """
@@ -25,13 +31,16 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 if TYPE_CHECKING:
     import ccxt
     import ccxt.async_support
+    import ccxt.pro
 
-__all__ = ["NOT_SIMULATED", "SPOT_API_KEYS", "make_exchange"]
+__all__ = ["NOT_SIMULATED", "NOT_SIMULATED_WS", "SPOT_API_KEYS", "make_exchange", "make_pro_exchange"]
 
 #: ``urls['api']`` keys that are Binance spot REST endpoints, and the path each gets.
 SPOT_API_KEYS = {"public": "/api/v3", "private": "/api/v3", "v1": "/api/v1"}
 #: Where every other API points: refused at once, and the URL says why.
 NOT_SIMULATED = "http://127.0.0.1:9/not-simulated"
+#: Where every websocket URL but the spot user data stream points.
+NOT_SIMULATED_WS = "ws://127.0.0.1:9/not-simulated"
 
 
 @overload
@@ -53,6 +62,37 @@ def make_exchange(
     import ccxt
     import ccxt.async_support
 
+    cls = ccxt.async_support.binance if async_ else ccxt.binance
+    return _pointed(cls, url, async_=async_, timeout_ms=timeout_ms, **config)
+
+
+def make_pro_exchange(url: str, ws_url: str, *, timeout_ms: int = 5000, **config: Any) -> ccxt.pro.binance:
+    """A real ccxt.pro ``binance`` on the simulator: REST at ``url``, the spot user data stream at ``ws_url``.
+
+    ``ws_url`` is the simulator's ``ws_url`` (``ws://127.0.0.1:<port>/ws-api/v3``;
+    ``SimulatorClient(url).ws_url`` for one in another process). ``config`` as
+    in :func:`make_exchange`; ccxt.pro's websocket options go in
+    ``options={"ws": {...}}`` (e.g. ``{"keepAlive": 20000}``, the ping interval
+    in milliseconds: its default, 180 s, takes 6 minutes to notice a dead
+    connection).
+    """
+    import ccxt.pro
+
+    if not ws_url.startswith("ws://127.0.0.1:"):
+        raise ValueError(
+            f"make_pro_exchange points ccxt.pro at a local simulator (ws://127.0.0.1:<port>), not {ws_url!r}"
+        )
+    return _pointed(ccxt.pro.binance, url, async_=True, timeout_ms=timeout_ms, ws_url=ws_url, **config)
+
+
+def _ws_urls(value: Any, path: str, ws_url: str) -> Any:
+    """``urls['api']['ws']`` with the spot WebSocket API at ``ws_url`` and the rest not simulated (dicts kept)."""
+    if isinstance(value, dict):
+        return {key: _ws_urls(item, f"{path}/{key}", ws_url) for key, item in value.items()}
+    return ws_url if path == "/ws-api/spot" else f"{NOT_SIMULATED_WS}/ws{path}"
+
+
+def _pointed(cls: Any, url: str, *, async_: bool, timeout_ms: int, ws_url: str | None = None, **config: Any) -> Any:
     from recovery.sim.server import TEST_API_KEY, TEST_SECRET
 
     if not url.startswith("http://127.0.0.1:"):
@@ -75,11 +115,16 @@ def make_exchange(
         "options": options,
     }
     settings.update(config)
-    cls = ccxt.async_support.binance if async_ else ccxt.binance
     exchange = cls(settings)
     exchange.urls["api"] = {
-        name: (base + SPOT_API_KEYS[name] if name in SPOT_API_KEYS else f"{NOT_SIMULATED}/{name}")
-        for name in exchange.urls["api"]
+        name: (
+            _ws_urls(value, "", ws_url)
+            if name == "ws" and ws_url is not None and isinstance(value, dict)
+            else base + SPOT_API_KEYS[name]
+            if name in SPOT_API_KEYS
+            else f"{NOT_SIMULATED}/{name}"
+        )
+        for name, value in exchange.urls["api"].items()
     }
     exceptions = dict(exchange.exceptions)
     spot = exceptions.get("spot", {})

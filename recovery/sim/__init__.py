@@ -17,33 +17,46 @@ The simulator is its own layer: it imports nothing of the client side of
 - :mod:`recovery.sim.wire` -- JSON shapes as Binance sends them;
 - :mod:`recovery.sim.faults` -- fault kinds and the request log;
 - :mod:`recovery.sim.limits` -- request weight, IP bans, the unfilled order count;
-- :mod:`recovery.sim.settings` -- the knobs (:class:`Settings`): limits, lag, archive;
-- :mod:`recovery.sim.control` -- the ``/_sim/`` control endpoints.
+- :mod:`recovery.sim.settings` -- the knobs (:class:`Settings`): limits, lag, archive, stream;
+- :mod:`recovery.sim.control` -- the ``/_sim/`` control endpoints;
+- :mod:`recovery.sim.events` -- what the core tells its listeners, in exchange order;
+- :mod:`recovery.sim.ws` -- the user data stream (Binance's WebSocket API,
+  ``userDataStream.subscribe.signature``) on 127.0.0.1, served by aiohttp;
+- :mod:`recovery.sim.wsfaults` -- the stream's faults, and what ccxt.pro does under each.
 """
 
 from __future__ import annotations
 
 from .core import Balance, ExchangeCore, Market, Order, Trade
 from .errors import ExchangeRejected, SimulatorError
+from .events import AccountEvent, BalanceEvent, OrderEvent
 from .faults import Faults, LoggedRequest, RequestLog
 from .server import TEST_API_KEY, TEST_SECRET, Simulator, SimulatorClient
 from .settings import DEFAULT_SETTINGS, Settings
+from .ws import StreamFrame, UserDataStream
+from .wsfaults import StreamFaults
 
 __all__ = [
     "DEFAULT_SETTINGS",
     "TEST_API_KEY",
     "TEST_SECRET",
+    "AccountEvent",
     "Balance",
+    "BalanceEvent",
     "ExchangeCore",
     "ExchangeRejected",
     "Faults",
     "LoggedRequest",
     "Market",
     "Order",
+    "OrderEvent",
     "RequestLog",
     "Settings",
     "Simulator",
     "SimulatorClient",
     "SimulatorError",
+    "StreamFaults",
+    "StreamFrame",
     "Trade",
+    "UserDataStream",
 ]

@@ -26,6 +26,16 @@ POST   /_sim/balance        ``{"asset": "USDT", "free": "1000"}`` -> balances
 POST   /_sim/fault          ``{"action": "arm", "method", "path", "kind", "times"?, ...options}``,
                             ``{"action": "disarm", "method"?, "path"?, "kind"?}``,
                             ``{"action": "down", "mode"?, "applied"?}`` or ``{"action": "up"}``
+GET    /_sim/stream         the user data stream: ``{"url", "connections": [...],
+                            "subscribe_requests", "faults": [...]}``
+POST   /_sim/stream         ``{"action": "arm", "kind", "times"?, ...options}`` (kinds:
+                            :mod:`recovery.sim.wsfaults`), ``{"action": "disarm", "kind"?}``,
+                            ``{"action": "drop", "mode"?: "close" | "abort"}``,
+                            ``{"action": "terminate"}``,
+                            ``{"action": "server_shutdown", "close_after_ms"?}``
+GET    /_sim/stream/frames  frames read and written; query ``connection=``, ``direction=``
+GET    /_sim/stream/events  the events the core emitted, each with ``seq``
+DELETE /_sim/stream/frames  forget the logged frames and events
 ====== ==================== ============================================================
 
 Errors answer 400 ``{"error": "..."}``.
@@ -42,6 +52,7 @@ from urllib.parse import parse_qsl
 from recovery.sim import wire
 from recovery.sim.core import SimulatorError
 from recovery.sim.http import BinanceApp, Reply
+from recovery.sim.ws import UserDataStream
 
 __all__ = ["control_handler"]
 
@@ -69,8 +80,34 @@ def _symbol(body: dict[str, Any]) -> str | None:
     return symbol
 
 
-def control_handler(app: BinanceApp) -> Callable[[str, str, str, bytes], Reply]:
-    """The ``/_sim/`` request handler for ``app``."""
+def _stream_action(stream: UserDataStream, body: dict[str, Any]) -> Any:
+    action = body.pop("action", "arm")
+    if action == "arm":
+        kind = body.pop("kind")
+        times = body.pop("times", 1)
+        return stream.faults.arm(kind, times=times, **body).to_json()
+    if action == "disarm":
+        return {"removed": stream.faults.disarm(body.get("kind"))}
+    if action == "drop":
+        return {"dropped": stream.drop(body.get("mode", "close"))}
+    if action == "terminate":
+        return {"terminated": stream.terminate()}
+    if action == "server_shutdown":
+        return {"told": stream.server_shutdown(body.get("close_after_ms"))}
+    raise ValueError(f"unknown stream action {action!r}; use arm, disarm, drop, terminate or server_shutdown")
+
+
+def _stream_status(stream: UserDataStream) -> dict[str, Any]:
+    return {
+        "url": stream.url,
+        "connections": [c.to_json() for c in stream.connections()],
+        "subscribe_requests": stream.subscribe_requests,
+        "faults": [f.to_json() for f in stream.faults.armed()],
+    }
+
+
+def control_handler(app: BinanceApp, stream: UserDataStream | None = None) -> Callable[[str, str, str, bytes], Reply]:
+    """The ``/_sim/`` request handler for ``app`` (and its user data stream, if it has one)."""
     core = app.core
 
     def balances() -> dict[str, dict[str, str]]:
@@ -148,6 +185,21 @@ def control_handler(app: BinanceApp) -> Callable[[str, str, str, bytes], Reply]:
                 result = core.settings.to_json()
             elif key == ("POST", "/_sim/settings"):
                 result = core.configure(**body).to_json()
+            elif path.startswith("/_sim/stream") and stream is not None:
+                if key == ("GET", "/_sim/stream"):
+                    result = _stream_status(stream)
+                elif key == ("POST", "/_sim/stream"):
+                    result = _stream_action(stream, body)
+                elif key == ("GET", "/_sim/stream/frames"):
+                    connection = int(query["connection"]) if "connection" in query else None
+                    result = [f.to_json() for f in stream.frames(connection, query.get("direction"))]
+                elif key == ("GET", "/_sim/stream/events"):
+                    result = [e.to_json() for e in stream.events()]
+                elif key == ("DELETE", "/_sim/stream/frames"):
+                    stream.clear_log()
+                    result = {}
+                else:
+                    return Reply(404, json.dumps({"error": f"no control endpoint {method} {path}"}).encode())
             else:
                 return Reply(404, json.dumps({"error": f"no control endpoint {method} {path}"}).encode())
         except (SimulatorError, ValueError, KeyError, TypeError) as exc:

@@ -40,6 +40,13 @@ Binance's unrelated ranges), and with the setting at 0 every symbol starts at
 of code that keys orders by id alone). Trade ids are account-wide. Times are milliseconds from a clock the core owns (real time unless
 ``clock_ms`` is given). Refusals raise :class:`ExchangeRejected` carrying the
 exact Binance code, message and HTTP status.
+
+Every change is also an event (:mod:`recovery.sim.events`) for the listeners
+added with :meth:`ExchangeCore.add_listener` (the user data stream,
+:mod:`recovery.sim.ws`): told under the lock, in exchange order, when the
+mutating call is done: ``NEW``, then ``TRADE`` per fill (or ``EXPIRED``) for a
+new order; ``CANCELED`` per cancel; the cancel before the new order of a
+cancelReplace; then one ``outboundAccountPosition`` of the assets the call moved.
 """
 
 from __future__ import annotations
@@ -47,10 +54,13 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+import traceback
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from decimal import ROUND_DOWN, Context, Decimal, localcontext
 from typing import Any, Literal
 
+from recovery.sim.events import AccountEvent, BalanceEvent, EventListener, OrderEvent, UserEvent
 from recovery.sim.limits import UnfilledOrderCount
 from recovery.sim.model import (
     CLIENT_ID_PATTERN,
@@ -147,6 +157,12 @@ class ExchangeCore:
         self._locked: dict[str, Decimal] = {}
         self._next_order_id: dict[str, int] = {}  # per symbol, as Binance numbers them; set at its first order
         self._next_trade_id = 1
+        self._listeners: list[EventListener] = []  # told every event, under the lock (add_listener)
+        self._depth = 0  # nesting of the mutating calls in progress; events go out when it is back to 0
+        self._pending: list[UserEvent] = []  # events of the call in progress, in order
+        self._touched: set[str] = set()  # assets the call in progress moved (its outboundAccountPosition)
+        self._next_seq = 1  # the next event's number
+        self._next_execution_id = 1  # executionReport's I, account-wide
         for m in self._markets.values():
             self._free.setdefault(m.base, _ZERO)
             self._free.setdefault(m.quote, _ZERO)
@@ -184,6 +200,87 @@ class ExchangeCore:
     def now_ms(self) -> int:
         return int(self._clock())
 
+    # ---------------------------------------------------------------- events
+    def add_listener(self, listener: EventListener) -> None:
+        """Tell ``listener`` every event from now on (:mod:`recovery.sim.events`).
+
+        It is called under ``core.lock``, once per event, in the order the
+        changes happen, in the thread that made the change: it must not block
+        (the stream server hands each event to its own event loop). What a call
+        changes is told when the call is done: its order events in order, then
+        one ``AccountEvent`` for the assets it moved. A listener that raises is
+        a simulator bug: its traceback goes to stderr and the call still
+        succeeds.
+        """
+        with self.lock:
+            self._listeners.append(listener)
+
+    def remove_listener(self, listener: EventListener) -> None:
+        with self.lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+    @contextmanager
+    def _mutation(self) -> Iterator[None]:
+        """Hold the lock for one mutating call; when the outermost one ends, tell the listeners."""
+        with self.lock:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    self._flush()
+
+    def _flush(self) -> None:
+        touched, self._touched = self._touched, set()
+        events, self._pending = self._pending, []
+        if not self._listeners:
+            return
+        if touched:
+            now = self.now_ms()
+            balances = tuple(
+                (a, Balance(self._free.get(a, _ZERO), self._locked.get(a, _ZERO))) for a in sorted(touched)
+            )
+            events.append(AccountEvent(self._seq(), now, now, balances))
+        for event in events:
+            for listener in list(self._listeners):
+                try:
+                    listener(event)
+                except Exception:  # a listener bug must not fail the exchange's own call
+                    traceback.print_exc()
+
+    def _seq(self) -> int:
+        seq, self._next_seq = self._next_seq, self._next_seq + 1
+        return seq
+
+    def _emit_order(
+        self,
+        order: Order,
+        execution_type: str,
+        trade: Trade | None = None,
+        *,
+        cancel_client_id: str | None = None,
+        reject_reason: str = "NONE",
+        expiry_reason: str | None = None,
+    ) -> None:
+        if not self._listeners:
+            return
+        execution_id, self._next_execution_id = self._next_execution_id, self._next_execution_id + 1
+        self._pending.append(
+            OrderEvent(
+                self._seq(),
+                self.now_ms(),
+                execution_id,
+                execution_type,
+                dataclasses.replace(order),
+                trade,
+                cancel_client_id,
+                reject_reason,
+                expiry_reason,
+            )
+        )
+
     def price(self, symbol: str) -> Decimal:
         with self.lock:
             market = self.market(symbol)
@@ -193,6 +290,7 @@ class ExchangeCore:
 
     # ------------------------------------------------------------- balances
     def _move(self, asset: str, free: Decimal = _ZERO, locked: Decimal = _ZERO) -> None:
+        self._touched.add(asset)
         self._free[asset] = self._free.get(asset, _ZERO) + free
         self._locked[asset] = self._locked.get(asset, _ZERO) + locked
 
@@ -206,13 +304,23 @@ class ExchangeCore:
             return {a: Balance(self._free.get(a, _ZERO), self._locked.get(a, _ZERO)) for a in assets}
 
     def set_balance(self, asset: str, free: Number) -> None:
-        """Test hook: set the free amount of ``asset`` (locked amounts stay)."""
+        """Test hook: set the free amount of ``asset`` (locked amounts stay).
+
+        The stream sees a deposit or withdrawal: ``balanceUpdate`` with the
+        difference, then ``outboundAccountPosition`` (nothing if it is the same).
+        """
         amount = _d(free)
         if amount < 0:
             raise ValueError(f"free balance of {asset} must be >= 0, got {amount}")
-        with self.lock:
+        with self._mutation():
+            delta = amount - self._free.get(asset, _ZERO)
             self._free[asset] = amount
             self._locked.setdefault(asset, _ZERO)
+            if delta:
+                self._touched.add(asset)
+                if self._listeners:
+                    now = self.now_ms()
+                    self._pending.append(BalanceEvent(self._seq(), now, asset, delta, now))
 
     # ---------------------------------------------------------------- orders
     def _fee_rate_in_quote_lock(self) -> Decimal:
@@ -298,7 +406,7 @@ class ExchangeCore:
         request = OrderRequest(
             side, type, quantity, quote_order_qty, price, time_in_force, client_order_id, strategy_id, strategy_type
         )
-        with self.lock, localcontext(_CTX):
+        with self._mutation(), localcontext(_CTX):
             market = self.market(symbol)
             quantity = self._precheck(market, request)
             if not counted:
@@ -362,11 +470,14 @@ class ExchangeCore:
         self._next_order_id[market.id] = order.order_id + 1
         self._orders[(market.id, order.order_id)] = order
         self._move(lock_asset, free=-lock, locked=lock)
+        self._emit_order(order, "NEW")
         trades: list[Trade] = []
         if crosses:
             trades.append(self._execute(order, quantity, price, is_maker=False))
         elif request.time_in_force in ("IOC", "FOK"):
             self._close(order, "EXPIRED")
+            reason = "UNFILLED_IOC_QUANTITY_EXPIRED" if request.time_in_force == "IOC" else "UNFILLED_FOK_ORDER_EXPIRED"
+            self._emit_order(order, "EXPIRED", expiry_reason=reason)
         self._remember(order)
         return dataclasses.replace(order), trades
 
@@ -445,6 +556,7 @@ class ExchangeCore:
         else:
             order.status = "PARTIALLY_FILLED"
         self._remember(order)
+        self._emit_order(order, "TRADE", trade)
         return trade
 
     def _close(self, order: Order, status: str) -> None:
@@ -527,6 +639,7 @@ class ExchangeCore:
         order_id: int | None = None,
         client_order_id: str | None = None,
         restrictions: str | None = None,
+        cancel_client_order_id: str | None = None,
     ) -> Order:
         """Binance ``DELETE /api/v3/order``; -2011 "Unknown order sent." if unknown or not open.
 
@@ -534,31 +647,39 @@ class ExchangeCore:
         ``NEW`` order, ``ONLY_PARTIALLY_FILLED`` only a ``PARTIALLY_FILLED`` one;
         otherwise -2011 "Order was not canceled due to cancel restrictions."
         (rest-api.md "Regarding cancelRestrictions"), and the order stays.
+        ``cancel_client_order_id`` is the cancel's own id (``newClientOrderId``;
+        a fresh one if ``None``): the ``CANCELED`` event carries it in ``c`` and
+        the order's id in ``C``.
         """
         if restrictions not in CANCEL_RESTRICTIONS:
             raise ExchangeRejected(-1145, "Invalid cancelRestrictions")
-        with self.lock:
+        with self._mutation():
             order = self._find(self.market(symbol).id, order_id, client_order_id)
             if order is None or not order.is_open:
                 raise ExchangeRejected(-2011, "Unknown order sent.")
             if restrictions is not None and order.status != CANCEL_RESTRICTIONS[restrictions]:
                 raise ExchangeRejected(-2011, "Order was not canceled due to cancel restrictions.")
             self._close(order, "CANCELED")
+            self._emit_order(order, "CANCELED", cancel_client_id=cancel_client_order_id or new_client_id())
             return dataclasses.replace(order)
 
-    def cancel_all(self, symbol: str) -> list[Order]:
+    def cancel_all(self, symbol: str, *, cancel_client_order_id: str | None = None) -> list[Order]:
         """Binance ``DELETE /api/v3/openOrders``: cancel every open order of ``symbol`` (oldest first).
 
         -2011 "Unknown order sent." when there is none (rest-api.md does not
         say; Binance answers so, e.g. binance/binance-connector-python#185).
+        ``cancel_client_order_id``: the one id of the whole cancel, as in
+        :meth:`cancel_order`.
         """
-        with self.lock:
+        with self._mutation():
             sid = self.market(symbol).id
             targets = [o for o in self._orders.values() if o.is_open and o.symbol == sid]
             if not targets:
                 raise ExchangeRejected(-2011, "Unknown order sent.")
+            cancel_id = cancel_client_order_id or new_client_id()
             for order in targets:
                 self._close(order, "CANCELED")
+                self._emit_order(order, "CANCELED", cancel_client_id=cancel_id)
             return [dataclasses.replace(o) for o in targets]
 
     def open_orders(self, symbol: str | None = None) -> list[Order]:
@@ -655,6 +776,7 @@ class ExchangeCore:
         cancel_restrictions: str | None = None,
         counted: bool = False,
         cancel_only_over_limit: bool = False,
+        cancel_new_client_order_id: str | None = None,
     ) -> tuple[Order | ExchangeRejected, tuple[Order, list[Trade]] | ExchangeRejected | None, bool]:
         """Binance ``order/cancelReplace``, atomically: returns (cancel result, new order result or None).
 
@@ -672,8 +794,14 @@ class ExchangeCore:
         (``orderRateLimitExceededMode=CANCEL_ONLY``): then the cancel is tried
         and the new order fails with -1015. Returns (cancel result, new order
         result or ``None`` if not attempted, whether it was over the limit).
+
+        The stream sees the cancel (``CANCELED``, with
+        ``cancel_new_client_order_id`` as the cancel's id) and then the new
+        order (``NEW``, and ``TRADE`` if it crosses); a new order the matching
+        engine refuses is a ``REJECTED`` event (enums.md "Execution types"),
+        under the symbol's next order id, which no query ever shows.
         """
-        with self.lock, localcontext(_CTX):
+        with self._mutation(), localcontext(_CTX):
             market = self.market(symbol)
             target = self._find(market.id, cancel_order_id, cancel_client_order_id)
             quantity = self._precheck(market, new_order, leaving=target if target and target.is_open else None)
@@ -690,6 +818,7 @@ class ExchangeCore:
                     order_id=cancel_order_id,
                     client_order_id=cancel_client_order_id,
                     restrictions=cancel_restrictions,
+                    cancel_client_order_id=cancel_new_client_order_id,
                 )
             except ExchangeRejected as exc:
                 cancel = exc
@@ -702,7 +831,36 @@ class ExchangeCore:
                 placed = self._place(market, new_order, quantity)
             except ExchangeRejected as exc:
                 placed = exc
+                self._reject(market, new_order, quantity, exc)
             return cancel, placed, False
+
+    def _reject(self, market: Market, request: OrderRequest, quantity: Decimal, refusal: ExchangeRejected) -> None:
+        """The ``REJECTED`` event of a new order the matching engine refused (user-data-stream.md "Order Reject
+        Reason" names the reason by the error message)."""
+        if not self._listeners:
+            return
+        now = self.now_ms()
+        order = Order(
+            self._new_order_id(market),
+            request.client_order_id or new_client_id(),
+            market.id,
+            request.side,
+            request.type,
+            None if request.type == "MARKET" else request.time_in_force,
+            request.price or _ZERO,
+            quantity,
+            now,
+            status="REJECTED",
+            update_time_ms=now,
+            strategy_id=request.strategy_id,
+            strategy_type=request.strategy_type,
+        )
+        self._next_order_id[market.id] = order.order_id + 1
+        reason = {
+            "Account has insufficient balance for requested action.": "INSUFFICIENT_BALANCES",
+            "Order would immediately match and take.": "WOULD_MATCH_IMMEDIATELY",
+        }.get(refusal.msg, "NONE")
+        self._emit_order(order, "REJECTED", reject_reason=reason)
 
     # ------------------------------------------------------------ test hooks
     def _ref(self, order: RefLike, symbol: str | None = None) -> Order:
@@ -736,7 +894,7 @@ class ExchangeCore:
         ``price`` defaults to the order's limit and may only be better than it;
         ``order`` and ``symbol`` as in :meth:`order`.
         """
-        with self.lock, localcontext(_CTX):
+        with self._mutation(), localcontext(_CTX):
             target = self._ref(order, symbol)
             if not target.is_open:
                 raise SimulatorError(f"order {target.order_id} ({target.client_order_id}) is {target.status}, not open")
@@ -753,12 +911,17 @@ class ExchangeCore:
             return self._execute(target, qty, fill_price, is_maker=True)
 
     def cancel(self, order: RefLike, *, symbol: str | None = None) -> Order:
-        """Test hook: the exchange cancels an open order (e.g. while the bot is down); ``order`` as in :meth:`order`."""
-        with self.lock:
+        """Test hook: the exchange cancels an open order (e.g. while the bot is down); ``order`` as in :meth:`order`.
+
+        The stream sees a ``CANCELED`` event, as for a cancel from another
+        client (the web site): ``c`` is a fresh id, ``C`` the order's.
+        """
+        with self._mutation():
             target = self._ref(order, symbol)
             if not target.is_open:
                 raise SimulatorError(f"order {target.order_id} ({target.client_order_id}) is {target.status}, not open")
             self._close(target, "CANCELED")
+            self._emit_order(target, "CANCELED", cancel_client_id=new_client_id())
             return dataclasses.replace(target)
 
     def set_price(self, symbol: str, price: Number, *, match: bool = True) -> list[Trade]:
@@ -766,7 +929,7 @@ class ExchangeCore:
         value = _d(price)
         if value <= 0:
             raise ValueError(f"price must be > 0, got {value}")
-        with self.lock, localcontext(_CTX):
+        with self._mutation(), localcontext(_CTX):
             market = self.market(symbol)
             self._prices[market.id] = value
             if not match:

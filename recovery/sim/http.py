@@ -344,7 +344,11 @@ class BinanceApp:
         order_id, client_id = self._order_ref(params, "orderId", "origClientOrderId")
         cancel_id = self._cancel_id(params, "newClientOrderId")
         order = self.core.cancel_order(
-            symbol, order_id=order_id, client_order_id=client_id, restrictions=_restrictions(params)
+            symbol,
+            order_id=order_id,
+            client_order_id=client_id,
+            restrictions=_restrictions(params),
+            cancel_client_order_id=cancel_id,
         )
         return Reply.json(200, wire.cancel_json(order, cancel_id, self.core.now_ms()))
 
@@ -377,6 +381,7 @@ class BinanceApp:
             cancel_restrictions=_restrictions(params),
             counted=True,
             cancel_only_over_limit=over_mode == "CANCEL_ONLY",
+            cancel_new_client_order_id=cancel_id,
         )
         resp_type = params.get("newOrderRespType", "FULL" if request.type in ("MARKET", "LIMIT") else "ACK")
         cancel_json = (
@@ -418,8 +423,9 @@ class BinanceApp:
         return reply
 
     def _cancel_all(self, params: dict[str, str]) -> Reply:
-        orders = self.core.cancel_all(wire.mandatory(params, "symbol"))
-        cancel_id, now = new_client_id(), self.core.now_ms()  # one id for the whole cancel, as Binance sends
+        cancel_id = new_client_id()  # one id for the whole cancel, as Binance sends
+        orders = self.core.cancel_all(wire.mandatory(params, "symbol"), cancel_client_order_id=cancel_id)
+        now = self.core.now_ms()
         return Reply.json(200, [wire.cancel_json(o, cancel_id, now) for o in orders])
 
     def _open_orders(self, params: dict[str, str]) -> Reply:

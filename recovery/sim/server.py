@@ -19,7 +19,8 @@ The pieces: :mod:`recovery.sim.core` (matching, balances, test hooks),
 :mod:`recovery.sim.http` (the REST dialect, signatures, server),
 :mod:`recovery.sim.faults` (fault kinds and the ccxt exception each produces,
 request log), :mod:`recovery.sim.limits` (weight, bans, unfilled order count),
-:mod:`recovery.sim.settings` (the knobs), :mod:`recovery.sim.wire` (JSON shapes).
+:mod:`recovery.sim.settings` (the knobs), :mod:`recovery.sim.wire` (JSON shapes),
+:mod:`recovery.sim.ws` and :mod:`recovery.sim.wsfaults` (the user data stream).
 
 Strict by default, as Binance documents its spot API: client ids
 ``^[a-zA-Z0-9-_]{1,36}$``, cancelRestrictions, cancelReplace checks the new
@@ -34,6 +35,14 @@ signed ``POST/GET/DELETE /api/v3/order``, ``POST /api/v3/order/cancelReplace``,
 ``GET/DELETE /api/v3/openOrders``, ``GET allOrders``, ``myTrades``, ``account``,
 ``rateLimit/order``. Sign with
 :data:`TEST_API_KEY` and :data:`TEST_SECRET`.
+
+The user data stream (:mod:`recovery.sim.ws`) runs beside the REST server, on
+its own 127.0.0.1 port and thread, started and stopped with it: ``sim.ws_url``
+(``ws://127.0.0.1:<port>/ws-api/v3``; ``SimulatorClient(url).ws_url`` from
+another process) is what ccxt.pro's ``urls['api']['ws']['ws-api']['spot']``
+should be (``recovery.exchanges.make_pro_exchange(sim.url, sim.ws_url)``). Its
+faults: ``sim.stream.faults.arm(...)`` (:mod:`recovery.sim.wsfaults`),
+``sim.stream.drop()``, ``terminate()``, ``server_shutdown()``.
 """
 
 from __future__ import annotations
@@ -55,6 +64,7 @@ from recovery.sim.core import Balance, ExchangeCore, Market, Order, SimulatorErr
 from recovery.sim.faults import Faults, LoggedRequest, RequestLog
 from recovery.sim.http import BinanceApp, SimHTTPServer
 from recovery.sim.settings import Settings
+from recovery.sim.ws import UserDataStream
 
 __all__ = ["TEST_API_KEY", "TEST_SECRET", "Simulator", "SimulatorClient", "main"]
 
@@ -75,6 +85,8 @@ class Simulator:
     defaults, or a :class:`~recovery.sim.settings.Settings`).
     The core (``sim.core``), faults (``sim.faults``) and request log
     (``sim.log``) are thread-safe and may be used while requests run.
+    ``sim.stream`` is the user data stream (:mod:`recovery.sim.ws`) on
+    ``ws_port`` (0: any free port, kept across restarts), at :attr:`ws_url`.
     """
 
     def __init__(
@@ -93,6 +105,7 @@ class Simulator:
         secret: str = TEST_SECRET,
         fault_delay_s: float = 2.0,
         settings: Settings | Mapping[str, Any] | None = None,
+        ws_port: int = 0,
     ) -> None:
         if host != "127.0.0.1":
             raise ValueError(f"the exchange simulator binds to 127.0.0.1 only, not {host!r}")
@@ -111,7 +124,9 @@ class Simulator:
             settings=settings,
         )
         self.app = BinanceApp(self.core, api_key=api_key, secret=secret, fault_delay_s=fault_delay_s)
-        self.app.control = control_handler(self.app)
+        # the user data stream (Binance's WebSocket API) on its own port and thread (ws.py)
+        self.stream = UserDataStream(self.core, api_key=api_key, secret=secret, host=host, port=ws_port)
+        self.app.control = control_handler(self.app, self.stream)
         self._server: SimHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -126,9 +141,15 @@ class Simulator:
         )
         self._thread.start()
         self._port = self.port  # a restart (exchange "back up") keeps the same URL
+        try:
+            self.stream.start()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
+        self.stream.stop()
         server, thread = self._server, self._thread
         if server is None or thread is None:
             return
@@ -159,6 +180,11 @@ class Simulator:
     def url(self) -> str:
         """Base URL, e.g. ``http://127.0.0.1:40123`` (the REST API is under ``/api/v3``)."""
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        """The user data stream, e.g. ``ws://127.0.0.1:40124/ws-api/v3`` (:mod:`recovery.sim.ws`)."""
+        return self.stream.url
 
     # ------------------------------------------------- faults, log, test hooks
     @property
@@ -219,6 +245,7 @@ class SimulatorClient:
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
+        self._ws_url: str | None = None
 
     def _call(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
@@ -297,6 +324,50 @@ class SimulatorClient:
     def clear_requests(self) -> None:
         self._call("DELETE", "/_sim/requests")
 
+    # ------------------------------------------------- the user data stream
+    @property
+    def ws_url(self) -> str:
+        """The simulator's user data stream, ``ws://127.0.0.1:<port>/ws-api/v3`` (asked once, then kept)."""
+        if self._ws_url is None:
+            self._ws_url = str(self.stream_status()["url"])
+        return self._ws_url
+
+    def stream_status(self) -> dict[str, Any]:
+        """``{"url", "connections": [...], "subscribe_requests", "faults": [...]}`` (``GET /_sim/stream``)."""
+        return dict(self._call("GET", "/_sim/stream"))
+
+    def stream_arm(self, kind: str, *, times: int | None = 1, **options: Any) -> dict[str, Any]:
+        """Arm a stream fault (:mod:`recovery.sim.wsfaults`), e.g. ``stream_arm("drop_before_event")``."""
+        return dict(self._call("POST", "/_sim/stream", {"action": "arm", "kind": kind, "times": times, **options}))
+
+    def stream_disarm(self, kind: str | None = None) -> int:
+        return int(self._call("POST", "/_sim/stream", {"action": "disarm", "kind": kind})["removed"])
+
+    def stream_drop(self, mode: str = "close") -> int:
+        """Cut every stream connection now (``"close"``: close frame 1001; ``"abort"``: TCP abort)."""
+        return int(self._call("POST", "/_sim/stream", {"action": "drop", "mode": mode})["dropped"])
+
+    def stream_terminate(self) -> int:
+        """End every subscription with ``eventStreamTerminated`` (the connections stay open)."""
+        return int(self._call("POST", "/_sim/stream", {"action": "terminate"})["terminated"])
+
+    def stream_server_shutdown(self, close_after_ms: int | None = None) -> int:
+        """Send ``serverShutdown``; close the connections ``close_after_ms`` later if given."""
+        body = {"action": "server_shutdown", "close_after_ms": close_after_ms}
+        return int(self._call("POST", "/_sim/stream", body)["told"])
+
+    def stream_frames(self, connection: int | None = None, direction: str | None = None) -> list[dict[str, Any]]:
+        """The frames read (``"in"``) and written (``"out"``; event frames carry the core's ``seq``)."""
+        query = urlencode({k: v for k, v in (("connection", connection), ("direction", direction)) if v is not None})
+        return list(self._call("GET", "/_sim/stream/frames" + (f"?{query}" if query else "")))
+
+    def stream_events(self) -> list[dict[str, Any]]:
+        """Every event the core emitted (``seq``, ``event``, ``subscribed``: connections it went to)."""
+        return list(self._call("GET", "/_sim/stream/events"))
+
+    def clear_stream_log(self) -> None:
+        self._call("DELETE", "/_sim/stream/frames")
+
 
 def _pairs(values: Sequence[str], what: str) -> dict[str, str]:
     result = {}
@@ -318,6 +389,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
     )
     parser.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0: any free port)")
+    parser.add_argument(
+        "--ws-port",
+        type=int,
+        default=0,
+        help="the user data stream's port on 127.0.0.1 (0: any; SimulatorClient(url).ws_url tells it)",
+    )
     parser.add_argument("--price", action="append", default=[], metavar="SYMBOL=PRICE", help="last price, repeatable")
     parser.add_argument(
         "--balance",
@@ -350,7 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     core = ExchangeCore(balances=_pairs(args.balance, "balance") or None, fee_rate=args.fee_rate, settings=settings)
     for symbol, price in prices.items():
         core.set_price(symbol, price)
-    sim = Simulator(port=args.port, core=core, fault_delay_s=args.fault_delay)
+    sim = Simulator(port=args.port, core=core, fault_delay_s=args.fault_delay, ws_port=args.ws_port)
     done = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: done.set())

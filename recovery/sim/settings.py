@@ -50,6 +50,15 @@ knob                           default      what it does
                                             new order at the limit is 429 -1015 with
                                             Retry-After; ``None``: count only
 ``order_limit_1d``             ``200000``   unfilled orders per UTC day, likewise
+``stream_max_connection_ms``   24 hours     the user data stream (:mod:`recovery.sim.ws`) closes a
+                                            connection this old (web-socket-api.md "General API
+                                            Information": "A single connection to the API is only
+                                            valid for 24 hours"); ``None``: never
+``stream_ping_interval_ms``    ``20000``    the stream server pings every connection this often
+                                            ("The WebSocket server will send a ping frame every 20
+                                            seconds"); ``None``: never
+``stream_pong_timeout_ms``     ``60000``    a connection that leaves a ping unanswered this long
+                                            is closed ("within a minute")
 ============================== ============ =========================================================
 
 Set them at construction (``Simulator(settings={"lag_ms": 500})``), at run
@@ -60,7 +69,10 @@ i.e. ``POST /_sim/settings`` with that JSON body) or on the command line
 An unknown name is a ``ValueError`` naming the known ones. Which requests are
 carried out before a 5XX, a -1007 or a dropped connection is not a setting but
 a fault armed per request (:mod:`recovery.sim.faults`: ``http_503_1007``,
-``commit_then_drop``, ``http_502_html`` and ``down`` with ``applied=True``).
+``commit_then_drop``, ``http_502_html`` and ``down`` with ``applied=True``);
+so are the user data stream's faults (:mod:`recovery.sim.wsfaults`). The
+stream reads its three knobs while it runs: a connection's age and pings
+follow a change within a tenth of a second.
 """
 
 from __future__ import annotations
@@ -91,6 +103,9 @@ class Settings:
     ban_ms: int = 120_000
     order_limit_10s: int | None = 100
     order_limit_1d: int | None = 200_000
+    stream_max_connection_ms: int | None = _DAY_MS
+    stream_ping_interval_ms: int | None = 20_000
+    stream_pong_timeout_ms: int = 60_000
 
     def __post_init__(self) -> None:
         queries = self.lagging_queries
@@ -111,6 +126,9 @@ class Settings:
             ("ban_ms", 1, False),
             ("order_limit_10s", 1, True),
             ("order_limit_1d", 1, True),
+            ("stream_max_connection_ms", 1, True),
+            ("stream_ping_interval_ms", 1, True),
+            ("stream_pong_timeout_ms", 1, False),
         ):
             value = getattr(self, name)
             if value is None and optional:

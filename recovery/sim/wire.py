@@ -4,8 +4,10 @@ Parsing helpers raise :class:`~recovery.sim.core.ExchangeRejected` with the
 code and message Binance uses (-1100 illegal characters, -1102 mandatory
 parameter, -1104 unread parameters). Serialisers turn core objects into the
 exact response shapes of ``/api/v3/exchangeInfo``, ``order`` (ACK / RESULT /
-FULL / query / cancel), ``myTrades`` and ``account``; amounts are strings with
-8 decimals, as Binance sends them.
+FULL / query / cancel), ``myTrades`` and ``account``, and the user data
+stream's events (``executionReport``, ``outboundAccountPosition``,
+``balanceUpdate``, user-data-stream.md); amounts are strings with 8 decimals,
+as Binance sends them.
 """
 
 from __future__ import annotations
@@ -16,21 +18,26 @@ from decimal import Decimal, localcontext
 from typing import Any
 
 from recovery.sim.core import CLIENT_ID_PATTERN, ExchangeCore, ExchangeRejected, Market, Order, Trade
+from recovery.sim.events import AccountEvent, BalanceEvent, OrderEvent, UserEvent
 
 __all__ = [
     "ENDPOINT_PARAMS",
     "account_json",
+    "account_position_json",
+    "balance_update_json",
     "cancel_json",
     "check_params",
     "client_id_param",
     "decimal_param",
     "exchange_info_json",
+    "execution_report_json",
     "fmt",
     "int_param",
     "mandatory",
     "order_json",
     "query_order_json",
     "trade_json",
+    "user_event_json",
 ]
 
 _DECIMAL_RE = re.compile(r"^([0-9]{1,20})(\.[0-9]{1,20})?$")
@@ -379,3 +386,87 @@ def account_json(core: ExchangeCore, omit_zero: bool) -> dict[str, Any]:
         "permissions": ["SPOT"],
         "uid": 354937868,
     }
+
+
+def execution_report_json(event: OrderEvent) -> dict[str, Any]:
+    """``executionReport`` (user-data-stream.md "Order Update"), fields in the documented order.
+
+    ``C`` (the original client order id) is ``""`` except on a cancel, where it
+    is the order's own id and ``c`` the cancel request's (ccxt reports ``C``
+    when it is not empty, else ``c``). ``N`` is ``null`` and ``n`` ``"0"``
+    without a trade; ``t`` is ``-1``. Conditional fields: ``W`` while the order
+    is working on the book, ``j``/``J`` for an order sent with
+    ``strategyId``/``strategyType``, ``eR`` on expiry.
+    """
+    order, trade = event.order, event.trade
+    zero = fmt(Decimal(0))
+    cancel = event.execution_type == "CANCELED"
+    working = order.is_open and order.type != "MARKET"
+    body: dict[str, Any] = {
+        "e": "executionReport",
+        "E": event.time_ms,
+        "s": order.symbol,
+        "c": event.cancel_client_id if cancel and event.cancel_client_id else order.client_order_id,
+        "S": order.side,
+        "o": order.type,
+        "f": order.time_in_force or "GTC",
+        "q": fmt(order.orig_qty),
+        "p": fmt(order.price),
+        "P": zero,
+        "F": zero,
+        "g": -1,
+        "C": order.client_order_id if cancel else "",
+        "x": event.execution_type,
+        "X": order.status,
+        "r": event.reject_reason,
+        "i": order.order_id,
+        "l": fmt(trade.qty) if trade else zero,
+        "z": fmt(order.executed_qty),
+        "L": fmt(trade.price) if trade else zero,
+        "n": fmt(trade.commission) if trade else "0",
+        "N": trade.commission_asset if trade else None,
+        "T": trade.time_ms if trade else order.update_time_ms,
+        "t": trade.trade_id if trade else -1,
+        "I": event.execution_id,
+        "w": working,
+        "m": trade.is_maker if trade else False,
+        "M": False,
+        "O": order.time_ms,
+        "Z": fmt(order.cummulative_quote_qty),
+        "Y": fmt(trade.quote_qty) if trade else zero,
+        "Q": fmt(order.orig_quote_order_qty),
+    }
+    if working:
+        body["W"] = order.time_ms
+    body["V"] = _STP
+    if order.strategy_id is not None:
+        body["j"] = order.strategy_id
+    if order.strategy_type is not None:
+        body["J"] = order.strategy_type
+    if event.expiry_reason is not None:
+        body["eR"] = event.expiry_reason
+    return body
+
+
+def account_position_json(event: AccountEvent) -> dict[str, Any]:
+    """``outboundAccountPosition`` (user-data-stream.md "Account Update"): the assets the change touched."""
+    return {
+        "e": "outboundAccountPosition",
+        "E": event.time_ms,
+        "u": event.update_ms,
+        "B": [{"a": asset, "f": fmt(b.free), "l": fmt(b.locked)} for asset, b in event.balances],
+    }
+
+
+def balance_update_json(event: BalanceEvent) -> dict[str, Any]:
+    """``balanceUpdate`` (user-data-stream.md "Balance Update"): a deposit (``d`` > 0) or withdrawal."""
+    return {"e": "balanceUpdate", "E": event.time_ms, "a": event.asset, "d": fmt(event.delta), "T": event.clear_ms}
+
+
+def user_event_json(event: UserEvent) -> dict[str, Any]:
+    """The ``event`` object of one user data stream frame."""
+    if isinstance(event, OrderEvent):
+        return execution_report_json(event)
+    if isinstance(event, AccountEvent):
+        return account_position_json(event)
+    return balance_update_json(event)

@@ -10,6 +10,7 @@ import pytest
 from recovery.sim.server import Simulator
 from recovery.testing import make_exchange
 from tests.sim.helpers import Signed, SimClock
+from tests.sim.streaming import ProRunner
 
 
 @pytest.fixture
@@ -31,3 +32,9 @@ def clocked(sim_clock: SimClock) -> Iterator[tuple[Simulator, ccxt.binance]]:
         exchange.nonce = sim_clock  # ccxt signs its timestamp with nonce()
         yield sim, exchange
         exchange.session.close()
+
+
+@pytest.fixture
+def pro(simulator: Simulator) -> ProRunner:
+    """``pro.run(scenario, **config)``: a real ccxt.pro ``binance`` on the ``simulator`` fixture, in a fresh loop."""
+    return ProRunner(simulator)

@@ -492,6 +492,8 @@ def test_runs_as_a_process_until_sigterm() -> None:
             "recovery.sim",
             "--port",
             "0",
+            "--ws-port",
+            "0",
             "--price",
             "BTC/USDT=31000",
             "--balance",
@@ -515,6 +517,7 @@ def test_runs_as_a_process_until_sigterm() -> None:
         assert control.balances()["USDT"]["free"] == "500.00000000"
         assert control.settings()["weight_limit_1m"] == 1200
         assert control.settings()["lagging_queries"] == ["myTrades", "order"]
+        assert control.ws_url.startswith("ws://127.0.0.1:") and control.ws_url.endswith("/ws-api/v3")
         exchange = make_exchange(url)
         order = exchange.create_order("BTC/USDT", "market", "sell", 0.01, params={"clientOrderId": "proc-1"})
         assert order["average"] == 31000

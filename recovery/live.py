@@ -23,9 +23,11 @@ arrives late (``PARTIALLY_FILLED`` after ``FILLED``) would move an order back;
 was sent while nobody listened, so a gap is assumed whenever a ``watch_*`` call
 fails (a dropped socket is ``NetworkError``; a refused or lost subscription
 surfaces as ``KeyError``, ``ExchangeError`` or a call that never returns, which
-the feed bounds with ``first_event_timeout_s``): the feed closes the websocket
-client, subscribes again, and then repairs the gap from REST with an
-incremental reconciliation (the truth). A quiet stream looks like a dead one, so
+the feed bounds with ``first_event_timeout_s``): the feed closes a wedged websocket
+client, subscribes again, and repairs the gap from REST with an incremental
+reconciliation (the truth) -- at once, and once more ``resubscribe_settle_s``
+later, since what happens between the first repair and the new subscription's
+confirmation reaches neither. A quiet stream looks like a dead one, so
 a reconciliation also runs every ``sync_interval_s`` as a backstop; it writes
 nothing when nothing changed.
 
@@ -43,6 +45,8 @@ import logging
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+
+import ccxt
 
 from journal.state.orders import ORDER_STATUSES
 
@@ -88,6 +92,7 @@ class LiveFeed:
         reconnect_backoff_s: float = 0.2,
         reconnect_max_s: float = 30.0,
         first_event_timeout_s: float | None = None,
+        resubscribe_settle_s: float = 1.0,
     ) -> None:
         if not hasattr(exchange, "watch_orders") or not hasattr(exchange, "watch_my_trades"):
             raise TypeError(
@@ -101,6 +106,10 @@ class LiveFeed:
         self.reconnect_backoff_s = reconnect_backoff_s
         self.reconnect_max_s = reconnect_max_s
         self.first_event_timeout_s = first_event_timeout_s
+        #: After a gap, a second repair runs this long later: events between the first repair and the
+        #: new subscription's confirmation reach neither the stream nor that repair.
+        self.resubscribe_settle_s = resubscribe_settle_s
+        self._second_repair_at: float | None = None
         #: Gaps seen (each repaired by a reconciliation), and the last one's cause.
         self.gaps = 0
         self.last_gap: str | None = None
@@ -108,6 +117,7 @@ class LiveFeed:
         self.events_journaled = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._repair = asyncio.Event()
+        self._queue: asyncio.Queue[tuple[str, Any, Any]] = asyncio.Queue()
         self._stopping = False
 
     async def start(self) -> None:
@@ -115,6 +125,7 @@ class LiveFeed:
         self._tasks = [
             loop.create_task(self._watch("watch_orders", self.manager.ingest_orders), name="live-feed:orders"),
             loop.create_task(self._watch("watch_my_trades", self.manager.ingest_trades), name="live-feed:trades"),
+            loop.create_task(self._journal(), name="live-feed:journal"),
             loop.create_task(self._backstop(), name="live-feed:sync"),
         ]
 
@@ -131,13 +142,20 @@ class LiveFeed:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # any failure is a gap: events may have been missed
-                await self._gap(f"{method}: {type(exc).__name__}: {exc}")
+                await self._gap(f"{method}: {type(exc).__name__}: {exc}", wedged=not isinstance(exc, ccxt.NetworkError))
                 delay = min(self.reconnect_max_s, self.reconnect_backoff_s * 2**attempt)
                 attempt += 1
                 fresh = True
                 await asyncio.sleep(delay)
                 continue
             attempt, fresh = 0, False
+            # Hand the batch over and re-arm at once: ccxt.pro only wakes a watch that is pending
+            # when an event arrives; one that lands while we journal would wait for the next event.
+            self._queue.put_nowait((method, ingest, batch))
+
+    async def _journal(self) -> None:
+        while True:
+            method, ingest, batch = await self._queue.get()
             try:
                 self.events_journaled += await ingest(batch)
             except Exception:  # a bad event must not stop the feed; REST repairs what it meant
@@ -146,26 +164,35 @@ class LiveFeed:
                 )
                 self._repair.set()
 
-    async def _gap(self, cause: str) -> None:
+    async def _gap(self, cause: str, *, wedged: bool) -> None:
         self.gaps += 1
         self.last_gap = cause
         log.warning("%s: live feed gap (%s): resubscribing, then repairing from REST", self.manager.path, cause)
-        # a wedged subscription (refused, unanswered) stays wedged on its connection: start afresh
-        for client in list(getattr(self.exchange, "clients", {}).values()):
-            with contextlib.suppress(Exception):
-                await client.close()
+        if wedged:
+            # a refused or unanswered subscription stays wedged on its connection (ccxt keeps it
+            # claimed): start afresh. A dropped connection is already gone from exchange.clients.
+            for client in list(getattr(self.exchange, "clients", {}).values()):
+                with contextlib.suppress(Exception):
+                    await client.close()
+        self._second_repair_at = time.monotonic() + self.reconnect_backoff_s + self.resubscribe_settle_s
         self._repair.set()
 
     async def _backstop(self) -> None:
         last = time.monotonic()
         while not self._stopping:
-            timeout = max(0.0, last + self.sync_interval_s - time.monotonic())
+            due = last + self.sync_interval_s
+            if self._second_repair_at is not None:
+                due = min(due, self._second_repair_at)
+            timeout = max(0.0, due - time.monotonic())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._repair.wait(), timeout)
             self._repair.clear()
             if self._stopping:
                 return
-            last = time.monotonic()
+            now = time.monotonic()
+            if self._second_repair_at is not None and now >= self._second_repair_at:
+                self._second_repair_at = None
+            last = now
             try:
                 await self.manager.reconcile()
             except Exception:

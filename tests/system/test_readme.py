@@ -44,3 +44,44 @@ def test_main_job_runs_without_the_test_dependencies() -> None:
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "demo OK" in proc.stdout
+
+
+def test_the_async_bot_with_the_live_feed_runs_against_the_simulator(tmp_path: Path) -> None:
+    """Issue 15.6: the README's async bot, verbatim, over real ccxt.pro and the simulator's websocket."""
+    import asyncio
+    import threading
+    import time
+    from decimal import Decimal
+
+    from recovery.exchanges import make_pro_exchange
+    from recovery.sim.server import Simulator
+
+    blocks = re.findall(r"```python\n(.*?)```", README, re.S)
+    source = next(b for b in blocks if "AsyncStateManager" in b and "start_live_feed" in b)
+    assert len(source.strip().splitlines()) < 25 + 6  # under 25 lines of code, plus imports and the main guard
+    namespace: dict[str, object] = {"__name__": "readme"}
+    exec(compile(source, "README.md", "exec"), namespace)
+    with Simulator(prices={"BTC/USDT": "30000"}, balances={"USDT": "100000"}) as sim:
+
+        def fill_when_placed() -> None:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                orders = [o for o in sim.orders() if o.status == "NEW"]
+                if orders:
+                    sim.fill(orders[0].client_order_id, symbol="BTC/USDT")
+                    return
+                time.sleep(0.05)
+
+        filler = threading.Thread(target=fill_when_placed)
+        filler.start()
+
+        async def main() -> dict:
+            ex = make_pro_exchange(sim.url, sim.ws_url)
+            try:
+                return await namespace["bot"](ex, str(tmp_path / "bot.journal"))  # type: ignore[operator]
+            finally:
+                await ex.close()
+
+        positions = asyncio.run(main())
+        filler.join()
+    assert positions["BTC/USDT"]["amount"] == Decimal("0.001")

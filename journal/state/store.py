@@ -127,8 +127,11 @@ class StateStore:
         self._loaded_pending = point.pending
         state, manifest = self._restore(upto)
         self.state = state
-        # a migrated snapshot's chunks hold the old shapes: the next save is full
-        self._last_manifest = manifest if manifest and manifest["schema"] == SCHEMA_VERSION else None
+        # a migrated snapshot's chunks hold the old shapes (an older manifest, the old layout): the next save is full
+        current = (
+            manifest is not None and manifest["schema"] == SCHEMA_VERSION and manifest["v"] == snap.MANIFEST_VERSION
+        )
+        self._last_manifest = manifest if current else None
         self._last_save_seq = manifest["seq"] if manifest else 0
 
         def catch_up(point: LogPoint) -> None:  # records numbered while we replayed: apply them now, in order

@@ -57,7 +57,7 @@ READABLE_FORMATS = (1, 2)
 #: are mutually unreadable; 0.9 is what every LMDB tool reads.
 LMDB_ENGINE = 0
 LOCK_FILE = "writer.lock"
-DATABASES = (b"meta", b"log", b"pending", b"ops", b"snapshots", b"chunks")
+DATABASES = (b"meta", b"log", b"pending", b"ops", b"snapshots", b"chunks", b"archive")
 
 T = TypeVar("T")
 

@@ -5,22 +5,32 @@ It sits on the log layer (:mod:`journal.log`) and uses it only through public na
 
 from __future__ import annotations
 
+from .archive import Archive
 from .autosave import AutoSaver
 from .diff import diff_states
+from .inspect import check_state, snapshot_state, snapshots, state_at
 from .migrate import SCHEMA_VERSION, Migrations, SchemaVersionError
 from .reducers import Reducers
-from .state import State
+from .snapshot import SnapshotInfo
+from .state import SectionView, State
 from .store import StateStore
 from .validate import Violation
 
 __all__ = [
     "SCHEMA_VERSION",
+    "Archive",
     "AutoSaver",
     "Migrations",
     "Reducers",
     "SchemaVersionError",
+    "SectionView",
+    "SnapshotInfo",
     "State",
     "StateStore",
     "Violation",
+    "check_state",
     "diff_states",
+    "snapshot_state",
+    "snapshots",
+    "state_at",
 ]

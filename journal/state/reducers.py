@@ -131,6 +131,7 @@ def _place_intent(state: State, rec: Record) -> None:
             "filled": _ZERO,
             "last_seq": rec.seq,
         },
+        new=rec.client_id is not None,  # a client id is drawn fresh for every operation: never archived
     )
 
 
@@ -240,7 +241,7 @@ def _apply_trade(state: State, trade: dict[str, Any], seq: int) -> bool:
     if not symbol or trade_id is None:
         return False
     tkey = f"{symbol}:{trade_id}"
-    if state.get("trades", tkey) is not None:
+    if state.get("trades", tkey) is not None:  # reads through to the archive: a trade is applied once, ever
         return False
     amount = _dec(trade.get("amount")) or _ZERO
     price = _dec(trade.get("price")) or _ZERO
@@ -255,6 +256,7 @@ def _apply_trade(state: State, trade: dict[str, Any], seq: int) -> bool:
         tkey,
         {"id": str(trade_id), "symbol": symbol, "side": side, "client_id": client_id, "amount": amount,
          "price": price, "cost": cost, "fee": fee, "timestamp": trade.get("timestamp"), "seq": seq},
+        new=True,  # just looked: neither in memory nor archived
     )  # fmt: skip
     signed = amount if side == "buy" else -amount
     signed_cost = cost if side == "buy" else -cost

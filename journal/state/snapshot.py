@@ -15,7 +15,8 @@ On disk (two LMDB databases of the journal's environment):
       {"v": 2, "seq": covered seq, "chain": chain value at seq,
        "schema": state schema version, "created_ns": ns,
        "sections": {name: {"base": [digest, ...], "deltas": [digest, ...],
-                           "count": keys, "delta_items": keys in deltas}}}
+                           "count": keys, "delta_items": keys in deltas}},
+       "archive": {...}}   # what the archive holds at seq (journal.state.archive)
 
   Version 1 manifests (chunks as one CBOR map each: ``{key: value}`` for a base
   chunk, ``{"set": {...}, "del": [...]}`` for a delta) are still read.
@@ -40,7 +41,7 @@ import gc
 import struct
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import xxhash
@@ -48,6 +49,7 @@ import xxhash
 from ..errors import CorruptionError, DecodeError
 from ..log import Tables
 from ..log.codec import decode, encode
+from .archive import drop_superseded
 from .columns import ChunkError, decode_chunk, encode_chunk
 
 __all__ = [
@@ -91,6 +93,8 @@ class SnapshotInfo:
     new_bytes: int = 0
     ok: bool = True
     problem: str | None = None
+    #: Keys per section in the archive at ``seq`` (see :mod:`journal.state.archive`).
+    archived: dict[str, int] = field(default_factory=dict)
 
 
 def _digest(blob: bytes | memoryview) -> bytes:
@@ -182,12 +186,27 @@ def _all_digests(manifest: Mapping[str, Any]) -> Iterator[bytes]:
         yield from sec.get("deltas", ())
 
 
+def _superseded(tables: Tables, seq: int) -> list[bytes]:
+    try:
+        return list((read_manifest(tables, seq).get("archive") or {}).get("superseded") or ())
+    except (CorruptionError, DecodeError):
+        return []
+
+
 def delete_old(tables: Tables, keep: int) -> int:
-    """Keep the newest ``keep`` snapshots; delete the rest and unreferenced chunks."""
+    """Keep the newest ``keep`` snapshots; delete the rest, unreferenced chunks and unreachable archive versions.
+
+    An archive version superseded by a write at or before the oldest snapshot
+    kept can be seen by no snapshot any more (see :mod:`journal.state.archive`).
+    """
     seqs = list_snapshots(tables)
     doomed = seqs[:-keep] if keep > 0 else seqs
     if not doomed:
         return 0
+    superseded = [entry for seq in doomed for entry in _superseded(tables, seq)]
+    if len(seqs) > len(doomed):
+        superseded += _superseded(tables, seqs[len(doomed)])
+    drop_superseded(tables, superseded)
     for seq in doomed:
         tables.delete("snapshots", _SEQ.pack(seq))
     referenced: set[bytes] = set()
@@ -359,5 +378,6 @@ def info(manifest: Mapping[str, Any], **extra: Any) -> SnapshotInfo:
         created_ns=manifest["created_ns"],
         counts={k: v["count"] for k, v in sections.items()},
         chunks=sum(len(v["base"]) + len(v["deltas"]) for v in sections.values()),
+        archived=dict((manifest.get("archive") or {}).get("counts") or {}),
         **extra,
     )

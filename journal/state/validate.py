@@ -10,7 +10,8 @@ Invariants:
   ``canceled``, ``expired``, ``rejected``);
 - ``0 <= filled <= amount`` for every order that states both;
 - a position not marked ``adjusted`` (a manual correction) equals the signed
-  sum of the applied trades of its symbol;
+  sum of the applied trades of its symbol (those in memory, plus the sum the
+  archive keeps of the archived ones);
 - no operation is both pending and settled: the ``inflight`` section and the
   journal's pending set hold the same op ids, and an order still ``pending``
   has its placing operation in flight.
@@ -24,6 +25,7 @@ from decimal import Decimal
 from operator import itemgetter, le
 from typing import Any
 
+from .archive import signed_amount
 from .orders import ORDER_STATUSES
 from .state import State
 
@@ -98,6 +100,23 @@ def _orders_hold(orders: Mapping[str, Any]) -> tuple[bool, list[Any]]:
     return sound, statuses
 
 
+def _trade_sums(state: State) -> dict[str, Decimal]:
+    """Signed sum of the applied trades per symbol: in memory, and archived (minus archived ones changed since)."""
+    sums: dict[str, Decimal] = {}
+    archive = state.archive
+    if archive is not None:
+        sums.update(archive.info.trade_sums)
+        for key in state.shadowed("trades"):
+            signed = signed_amount(archive.get("trades", key))
+            if signed is not None:
+                sums[signed[0]] = sums.get(signed[0], _ZERO) - signed[1]
+    for trade in state.raw_sections().get("trades", {}).values():
+        signed = signed_amount(trade)
+        if signed is not None:
+            sums[signed[0]] = sums.get(signed[0], _ZERO) + signed[1]
+    return sums
+
+
 def validate(state: State, pending_ops: Iterable[int] | None = None) -> list[Violation]:
     """Check every invariant; returns the violations (empty when consistent)."""
     out: list[Violation] = []
@@ -113,11 +132,7 @@ def validate(state: State, pending_ops: Iterable[int] | None = None) -> list[Vio
             except (KeyError, TypeError):
                 pass
             out.extend(_order_problems(key, order))
-    sums: dict[str, Decimal] = {}
-    for trade in state.raw_sections().get("trades", {}).values():
-        if isinstance(trade, dict) and isinstance(trade.get("amount"), Decimal):
-            signed = trade["amount"] if trade.get("side") == "buy" else -trade["amount"]
-            sums[trade.get("symbol", "")] = sums.get(trade.get("symbol", ""), Decimal(0)) + signed
+    sums = _trade_sums(state)
     for symbol, pos in state.raw_sections().get("positions", {}).items():
         if not isinstance(pos, dict) or pos.get("adjusted"):
             continue

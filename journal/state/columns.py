@@ -12,11 +12,17 @@ arrays of small integers and strings) rather than by Python code per value:
   group: the key tuple once, then one *column* per key;
 - every distinct ``Decimal`` of the chunk is written once, as its exact text
   (``str(d)``, which ``Decimal()`` reads back with the same sign, digits and
-  exponent -- ``Decimal("-0.00")`` included), and a decimal column is a list of
-  small indices into that table;
+  exponent -- ``Decimal("-0.00")`` included), and a decimal column is a packed
+  array of small indices into that table;
 - a column of strings with repeats (``symbol``, ``side``, ``status``) stores
-  each distinct string once, and the column that repeats the chunk's own keys
-  (an order's ``client_id``) is not stored at all.
+  each distinct string once and a packed array of indices; a column of ints
+  (``op``, ``last_seq``, ``timestamp``) or of floats is one packed array; the
+  column that repeats the chunk's own keys (an order's ``client_id``) is not
+  stored at all.
+
+A packed array is a CBOR byte string of little-endian fixed-width numbers,
+written and read by :mod:`struct` in one C call: of the ~16 fields of an
+order, only the strings cost cbor2 an item each.
 
 Layout of a chunk (a CBOR array)::
 
@@ -28,7 +34,9 @@ values, one per key, as below; ``deleted`` the keys a delta chunk deletes
 (``[]`` in a base chunk). A column holding ``n`` values is one of::
 
     [0, values]              str, int, bool, None, float, bytes only, as they are
-    [1, indices]             Decimal or None: 0 is None, i > 0 is decimals[i - 1]
+    [1, width, packed]       Decimal or None: indices of ``width`` bytes (1, 2, 4),
+                             0 is None, i > 0 is decimals[i - 1]; width 0: every
+                             value is the one ``packed`` (an int) indexes
     [2, groups]              maps (or None), grouped by their keys:
                              [[shape, count, positions, columns], ...] -- shape the
                              keys in their order (None for the None values),
@@ -37,7 +45,12 @@ values, one per key, as below; ``deleted`` the keys a delta chunk deletes
     [3, blob]                anything else (lists, mixed types): a CBOR array of
                              the values, decoded on its own (decimals as tag 4)
     [4]                      the chunk's keys themselves
-    [5, distinct, indices]   str or None with repeats: each distinct value once
+    [5, distinct, width, packed]  str or None with repeats: each distinct value
+                             once, then the values' indices (width 0, ``packed``
+                             empty: one distinct value, repeated)
+    [6, base, width, packed]  int only, spanning less than 2**64: each value minus
+                             ``base`` as an unsigned number of ``width`` bytes (1, 2, 4, 8)
+    [7, packed]              float only: IEEE 754 doubles
 
 Maps nest as groups up to :data:`MAP_LEVELS` deep; deeper values go into a
 ``[3, blob]`` column, whose blob is decoded from depth 1 again, so a state
@@ -53,6 +66,9 @@ kinds, key types, finite decimals within the codec's digit limit) and raises
 from __future__ import annotations
 
 import decimal
+import math
+import re
+import struct
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from itertools import chain
@@ -68,7 +84,7 @@ __all__ = ["MAP_LEVELS", "ChunkError", "decode_chunk", "encode_chunk"]
 #: How deep maps inside maps are laid out as groups; deeper ones are stored whole.
 MAP_LEVELS = 4
 
-_PLAIN, _DECIMAL, _MAPS, _ANY, _KEYS, _CATEGORIES = range(6)
+_PLAIN, _DECIMAL, _MAPS, _ANY, _KEYS, _CATEGORIES, _INTS, _FLOATS = range(8)
 
 _NONE = type(None)
 _PLAIN_TYPES = frozenset({str, int, bool, _NONE, float, bytes})
@@ -78,6 +94,40 @@ _TEXT_TYPES = frozenset({str, _NONE})
 # The longest exact text of a Decimal the codec accepts: its digits, a sign, a
 # point and an exponent ("E-999999999999999999" at most).
 _MAX_TEXT = MAX_DECIMAL_DIGITS + 24
+# What the text of a finite Decimal is made of (str() never writes NaN or Infinity).
+_DECIMAL_TEXT = re.compile(r"[0-9.+\-E ]*")
+#: struct codes of packed widths (width in bytes -> code): indices, int offsets; floats.
+_INDEX_CODES = {1: "B", 2: "H", 4: "I"}
+_OFFSET_CODES = {1: "B", 2: "H", 4: "I", 8: "Q"}
+_FLOAT_CODE = "d"
+_STRUCTS: dict[tuple[str, int], struct.Struct] = {}
+#: A text column is stored as categories when its first values already repeat this much.
+_SAMPLE = 64
+
+
+def _struct(code: str, n: int) -> struct.Struct:
+    st = _STRUCTS.get((code, n))
+    if st is None:
+        if len(_STRUCTS) > 256:
+            _STRUCTS.clear()
+        st = _STRUCTS[(code, n)] = struct.Struct(f"<{n}{code}")
+    return st
+
+
+def _pack(code: str, values: Sequence[Any]) -> bytes:
+    return _struct(code, len(values)).pack(*values)
+
+
+def _unpack(code: str, blob: Any, n: int) -> tuple[Any, ...]:
+    st = _struct(code, n)
+    if type(blob) is not bytes or len(blob) != st.size:
+        raise ChunkError(f"a packed column of {len(blob) if type(blob) is bytes else '?'} bytes for {n} values")
+    return st.unpack(blob)
+
+
+def _width(size: int) -> int:
+    """The bytes an index into ``size`` entries needs."""
+    return 1 if size <= 0x100 else 2 if size <= 0x10000 else 4
 
 
 class ChunkError(ValueError):
@@ -94,48 +144,83 @@ class _Encoder:
 
     def __init__(self, keys: list[str]) -> None:
         self.keys = keys
-        #: (texts, indices) of each decimal column met: the texts of its values ("None"
-        #: for None), and the list its indices go into once the table is known.
-        self.decimal_columns: list[tuple[list[str], list[int]]] = []
+        #: (values, column) of each decimal column met: its Decimals (or None), and the
+        #: column its width and indices go into once the table is known.
+        self.decimal_columns: list[tuple[list[Any], list[Any]]] = []
 
     def column(self, values: list[Any], level: int) -> list[Any]:
         kinds = set(map(type, values))
         if kinds <= _PLAIN_TYPES:
-            if kinds <= _TEXT_TYPES and values:
-                if values == self.keys:
+            if not values:
+                return [_PLAIN, values]
+            if kinds <= _TEXT_TYPES:
+                keys = self.keys
+                first = values[0]
+                if first == keys[0] and values == keys:
                     return [_KEYS]
-                distinct = dict.fromkeys(values)
-                if len(distinct) * 4 <= len(values):
-                    index = dict(zip(distinct, range(len(distinct)), strict=True))
-                    return [_CATEGORIES, list(distinct), list(map(index.__getitem__, values))]
+                if values.count(first) == len(values):
+                    return [_CATEGORIES, [first], 0, b""]
+                if len(set(values[:_SAMPLE])) * 4 <= min(len(values), _SAMPLE):
+                    distinct = dict.fromkeys(values)
+                    if len(distinct) * 4 <= len(values):
+                        index = dict(zip(distinct, range(len(distinct)), strict=True))
+                        width = _width(len(distinct))
+                        packed = _pack(_INDEX_CODES[width], list(map(index.__getitem__, values)))
+                        return [_CATEGORIES, list(distinct), width, packed]
+            elif kinds == {int}:
+                base = min(values)
+                span = max(values) - base
+                if span < 2**64:
+                    width = 1 if span < 0x100 else 2 if span < 0x10000 else 4 if span < 2**32 else 8
+                    offsets = list(map(base.__rsub__, values)) if base else values
+                    return [_INTS, base, width, _pack(_OFFSET_CODES[width], offsets)]
+            elif kinds == {float}:
+                return [_FLOATS, _pack(_FLOAT_CODE, values)]
             return [_PLAIN, values]
         if kinds <= _DECIMAL_TYPES:
-            indices: list[int] = []  # filled in by table()
-            self.decimal_columns.append((list(map(str, values)), indices))
-            return [_DECIMAL, indices]
+            column: list[Any] = [_DECIMAL]  # width and indices appended by table()
+            self.decimal_columns.append((values, column))
+            return column
         if kinds <= _MAP_TYPES and level < MAP_LEVELS:
-            return [_MAPS, self._maps(values, level + 1)]
+            return [_MAPS, self._maps(values, kinds, level + 1)]
         return [_ANY, cbor2.dumps(values)]
 
     def table(self) -> str:
-        """The decimal table (distinct texts in the order met); fills in every decimal column."""
+        """The decimal table (distinct texts in the order met); fills in every decimal column.
+
+        All C loops: each distinct object's text once (the reducers share equal
+        decimals), then each value's index by its object's id -- only a
+        shortcut, as the table and the indices follow the texts alone.
+        """
         if not self.decimal_columns:
             return ""
-        # str() of a Decimal is never "None": that text stands for None (index 0).
-        order = dict.fromkeys(chain.from_iterable(texts for texts, _ in self.decimal_columns))
+        values = list(chain.from_iterable(v for v, _ in self.decimal_columns))
+        objects = dict(zip(map(id, values), values, strict=True))  # each object once, in the order met
+        texts = list(map(str, objects.values()))  # str() of a Decimal is never "None": it stands for None
+        order = dict.fromkeys(texts)
         order.pop("None", None)
-        index = dict(zip(order, range(1, len(order) + 1), strict=True))
-        index["None"] = 0
-        for texts, indices in self.decimal_columns:
-            indices.extend(map(index.__getitem__, texts))
+        by_text = dict(zip(order, range(1, len(order) + 1), strict=True))
+        by_text["None"] = 0
+        by_id = dict(zip(objects, map(by_text.__getitem__, texts), strict=True))
+        width = _width(len(by_text))
+        code = _INDEX_CODES[width]
+        for column_values, column in self.decimal_columns:
+            indices = list(map(by_id.__getitem__, map(id, column_values)))
+            if indices.count(indices[0]) == len(indices):  # one value repeated (a zero, None)
+                column += [0, indices[0]]
+            else:
+                column += [width, _pack(code, indices)]
         return " ".join(order)
 
-    def _maps(self, values: list[Any], level: int) -> list[list[Any]]:
-        shapes = [None if v is None else tuple(v) for v in values]
+    def _maps(self, values: list[Any], kinds: set[type], level: int) -> list[list[Any]]:
+        shapes: list[tuple[str, ...] | None]
+        if _NONE in kinds:
+            shapes = [None if v is None else tuple(v) for v in values]
+        else:
+            shapes = list(map(tuple, values))
+        if shapes.count(shapes[0]) == len(shapes):
+            return [self._group(shapes[0], values, None, level)]
         distinct = dict.fromkeys(shapes)
-        if len(distinct) == 1:
-            shape = shapes[0] if shapes else ()
-            return [self._group(shape, values, None, level)]
         positions: dict[tuple[str, ...] | None, list[int]] = {s: [] for s in distinct}
         for i, shape in enumerate(shapes):
             positions[shape].append(i)
@@ -221,23 +306,36 @@ class _Decoder:
                 raise ChunkError(f"a column does not decode: {exc}") from None
         elif kind == _PLAIN and len(col) == 2:
             values = col[1]
-        elif kind == _DECIMAL and len(col) == 2 and type(col[1]) is list:
+        elif kind == _DECIMAL and len(col) == 3 and (col[1] in _INDEX_CODES or col[1] == 0):
             try:
-                values = list(map(self.decimals.__getitem__, col[1]))
-            except (IndexError, TypeError):
+                if col[1] == 0:
+                    if type(col[2]) is not int or col[2] < 0:
+                        raise IndexError
+                    values = [self.decimals[col[2]]] * n
+                else:
+                    values = list(map(self.decimals.__getitem__, _unpack(_INDEX_CODES[col[1]], col[2], n)))
+            except IndexError:
                 raise ChunkError("a decimal index outside the chunk's table") from None
-            if min(col[1], default=0) < 0:
-                raise ChunkError("a negative decimal index")
-        elif kind == _CATEGORIES and len(col) == 3 and type(col[1]) is list and type(col[2]) is list:
+        elif kind == _CATEGORIES and len(col) == 4 and type(col[1]) is list and (col[2] in _INDEX_CODES or col[2] == 0):
             distinct = col[1]
             if not set(map(type, distinct)) <= _TEXT_TYPES:
                 raise ChunkError("a category that is not str or None")
-            try:
-                values = list(map(distinct.__getitem__, col[2]))
-            except (IndexError, TypeError):
-                raise ChunkError("a category index outside its table") from None
-            if min(col[2], default=0) < 0:
-                raise ChunkError("a negative category index")
+            if col[2] == 0:
+                if len(distinct) != 1 or col[3] != b"":
+                    raise ChunkError("a constant column that is not one value")
+                values = distinct * n
+            else:
+                try:
+                    values = list(map(distinct.__getitem__, _unpack(_INDEX_CODES[col[2]], col[3], n)))
+                except IndexError:
+                    raise ChunkError("a category index outside its table") from None
+        elif kind == _INTS and len(col) == 4 and type(col[1]) is int and col[2] in _OFFSET_CODES:
+            offsets = _unpack(_OFFSET_CODES[col[2]], col[3], n)
+            values = list(map(col[1].__add__, offsets)) if col[1] else list(offsets)
+        elif kind == _FLOATS and len(col) == 2:
+            values = list(_unpack(_FLOAT_CODE, col[1], n))
+            if not all(map(math.isfinite, values)):  # NaN and infinities are never stored
+                raise ChunkError("a float column holding NaN or an infinity")
         else:
             raise ChunkError(f"unknown column kind {kind!r}")
         if type(values) is not list or len(values) != n:
@@ -300,16 +398,15 @@ def _decimal_table(text: Any) -> list[Any]:
         raise ChunkError("the decimal table is not text")
     if not text:
         return [None]
+    if _DECIMAL_TEXT.fullmatch(text) is None:  # no NaN, no Infinity, no spaces but separators
+        raise ChunkError("a decimal table entry that is not the text of a finite Decimal")
     parts = text.split(" ")
     if max(map(len, parts)) > _MAX_TEXT:
         raise ChunkError("a decimal longer than the codec's digit limit")
     try:
-        table = list(map(Decimal, parts))
+        return [None, *map(Decimal, parts)]
     except (decimal.InvalidOperation, ValueError):
         raise ChunkError("a decimal table entry that is not a number") from None
-    if not all(map(Decimal.is_finite, table)):
-        raise ChunkError("a decimal table entry that is not finite")
-    return [None, *table]
 
 
 def decode_chunk(blob: bytes | memoryview) -> tuple[dict[str, Any], list[str]]:

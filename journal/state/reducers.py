@@ -80,16 +80,31 @@ class Reducers:
 # -- orders ------------------------------------------------------------------
 
 
+# Equal prices and amounts share one Decimal: an order's amount and remaining, the zeros of
+# every filled and cost, the levels of a grid. Fewer objects in memory, and a hit costs a dict
+# lookup instead of parsing (decimals are immutable, so sharing changes no value).
+_DECIMALS: dict[str, Decimal] = {}
+_DECIMALS_KEPT = 65536
+
+
 def _dec(value: Any) -> Any:
     if value is None or isinstance(value, Decimal):
         return value
     if isinstance(value, bool):
         return value
     if isinstance(value, int | float | str):
+        text = value if type(value) is str else str(value)
+        found = _DECIMALS.get(text)
+        if found is not None:
+            return found
         try:
-            return Decimal(str(value))
+            parsed = Decimal(text)
         except ArithmeticError:
             return value
+        if len(_DECIMALS) >= _DECIMALS_KEPT:
+            _DECIMALS.clear()
+        _DECIMALS[text] = parsed
+        return parsed
     return value
 
 

@@ -54,8 +54,11 @@ from .columns import ChunkError, decode_chunk, encode_chunk
 
 __all__ = [
     "CHUNK_ITEMS",
+    "BASE",
+    "DELTA",
     "MANIFEST_VERSION",
     "MAX_DELTAS",
+    "SAME",
     "Progress",
     "SnapshotInfo",
     "build",
@@ -63,6 +66,7 @@ __all__ = [
     "delete_old",
     "gc_paused",
     "list_snapshots",
+    "plan",
     "read_manifest",
     "read_sections",
     "write",
@@ -106,6 +110,44 @@ def _chunk_section(items: Mapping[str, Any], chunk_items: int) -> list[bytes]:
     return [encode_chunk(items, keys[i : i + chunk_items]) for i in range(0, len(keys), chunk_items)]
 
 
+#: How a section goes into the next snapshot: as the previous one had it, with one more
+#: delta chunk, or rewritten whole (its base chunks).
+SAME, DELTA, BASE = "same", "delta", "base"
+
+
+def plan(
+    prev: Mapping[str, Any] | None,
+    sizes: Mapping[str, int],
+    dirty: Mapping[str, Mapping[str, bool]],
+    *,
+    full: bool = False,
+) -> dict[str, str]:
+    """How each section (of ``sizes[name]`` keys) goes into the snapshot after ``prev``: SAME, DELTA or BASE.
+
+    A section with no changed key keeps the previous entry; one with few
+    changes gets a delta chunk; one whose deltas grew past a quarter of its
+    size (or past MAX_DELTAS chunks) is rewritten. Knowing this before copying
+    anything lets a save copy only the changed keys of a large section.
+    """
+    prev_sections = (prev or {}).get("sections", {})
+    out = {}
+    for name, size in sizes.items():
+        changed = dirty.get(name, {})
+        old = prev_sections.get(name)
+        if old is not None and not full and not changed:
+            out[name] = SAME
+        elif (
+            old is not None
+            and not full
+            and len(old["deltas"]) < MAX_DELTAS
+            and old["delta_items"] + len(changed) <= max(64, size // 4)
+        ):
+            out[name] = DELTA
+        else:
+            out[name] = BASE
+    return out
+
+
 def build(
     prev: dict[str, Any] | None,
     sections: Mapping[str, Mapping[str, Any]],
@@ -117,35 +159,37 @@ def build(
     created_ns: int,
     full: bool = False,
     chunk_items: int = CHUNK_ITEMS,
+    modes: Mapping[str, str] | None = None,
+    sizes: Mapping[str, int] | None = None,
 ) -> tuple[dict[str, Any], dict[bytes, bytes]]:
     """Build a manifest (and the chunks it needs) from a consistent copy of the state.
 
     ``prev`` is the previous snapshot's manifest (None for the first one);
-    ``dirty`` the keys changed since it. Pure: touches no storage.
+    ``dirty`` the keys changed since it. With ``modes`` (from :func:`plan`) and
+    ``sizes``, a DELTA section of ``sections`` need only hold its changed keys
+    that still exist, and a SAME one nothing. Pure: touches no storage.
     """
+    if modes is None or sizes is None:
+        sizes = {name: len(items) for name, items in sections.items()}
+        modes = plan(prev, sizes, dirty, full=full)
     chunks: dict[bytes, bytes] = {}
     out_sections: dict[str, Any] = {}
     prev_sections = (prev or {}).get("sections", {})
     for name, items in sections.items():
-        changed = dirty.get(name, {})
-        old = prev_sections.get(name)
-        if old is not None and not full and not changed:
-            out_sections[name] = old
+        mode = modes[name]
+        if mode == SAME:
+            out_sections[name] = prev_sections[name]
             continue
-        if (
-            old is not None
-            and not full
-            and len(old["deltas"]) < MAX_DELTAS
-            and old["delta_items"] + len(changed) <= max(64, len(items) // 4)
-        ):
-            keys = sorted(changed)
+        if mode == DELTA:
+            old = prev_sections[name]
+            keys = sorted(dirty.get(name, {}))
             blob = encode_chunk(items, [k for k in keys if k in items], [k for k in keys if k not in items])
             d = _digest(blob)
             chunks[d] = blob
             out_sections[name] = {
                 "base": old["base"],
                 "deltas": [*old["deltas"], d],
-                "count": len(items),
+                "count": sizes[name],
                 "delta_items": old["delta_items"] + len(keys),
             }
             continue

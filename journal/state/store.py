@@ -60,6 +60,25 @@ Dirty = dict[str, dict[str, bool]]
 Shadowed = dict[str, dict[str, None]]
 
 
+@dataclasses.dataclass
+class _Grab:
+    """What a save takes of the state at one point of the log (see StateStore.save)."""
+
+    seq: int
+    chain: int
+    #: Per section, what the snapshot needs: everything (BASE), the changed keys (DELTA), nothing (SAME).
+    sections: dict[str, dict[str, Any]]
+    sizes: dict[str, int]
+    modes: dict[str, str]
+    #: The keys changed since the last snapshot, with those archived now as deleted.
+    dirty: Dirty
+    #: The keys changed, as taken (put back if the save fails).
+    taken: Dirty
+    shadowed: Shadowed
+    moves: dict[str, dict[str, Any]]
+    candidates: dict[str, dict[str, None]] | None
+
+
 @dataclasses.dataclass(frozen=True)
 class StoreSettings:
     """Settings of a :class:`StateStore` (checked when built)."""
@@ -265,33 +284,52 @@ class StateStore:
         with self._save_lock:
             t0 = time.perf_counter()
 
-            def grab(point: LogPoint) -> tuple[int, int, dict[str, dict[str, Any]], Dirty, Dirty, Shadowed]:
+            def grab(point: LogPoint) -> _Grab:
+                # Numbering is paused here: take only what the snapshot needs (a large
+                # section with a few changed keys costs those keys, not a copy of it).
                 st = self.state
                 dirty = st.take_dirty()
-                return point.seq, point.chain, st.as_dict(), dirty, {k: dict(v) for k, v in dirty.items()}, \
-                    st.take_shadowed()  # fmt: skip
+                taken = {k: dict(v) for k, v in dirty.items()}
+                shadowed = st.take_shadowed()
+                live = st.raw_sections()
+                moves, candidates = self._select(live, dirty, point.seq)
+                for name, items in moves.items():
+                    changed = dirty.setdefault(name, {})
+                    for key in items:
+                        changed[key] = False
+                sizes = {name: len(items) - len(moves.get(name, ())) for name, items in live.items()}
+                modes = snap.plan(self._last_manifest, sizes, dirty, full=full)
+                sections: dict[str, dict[str, Any]] = {}
+                for name, items in live.items():
+                    gone = moves.get(name, {})
+                    if modes[name] == snap.SAME:
+                        sections[name] = {}
+                    elif modes[name] == snap.DELTA:
+                        sections[name] = {k: items[k] for k in dirty[name] if k in items and k not in gone}
+                    else:
+                        sections[name] = dict(items)
+                        for key in gone:
+                            del sections[name][key]
+                return _Grab(point.seq, point.chain, sections, sizes, modes, dirty, taken, shadowed, moves, candidates)
 
-            seq, chain, sections, dirty, taken, shadowed = j.capture(grab)
-            if (seq <= self._last_save_seq and not full and self._last_manifest is not None and not dirty
-                    and not shadowed):  # fmt: skip
+            g = j.capture(grab)
+            seq, dirty, shadowed, moves = g.seq, g.dirty, g.shadowed, g.moves
+            if (seq <= self._last_save_seq and not full and self._last_manifest is not None and not g.taken
+                    and not shadowed and not moves):  # fmt: skip
                 return None
             try:
-                moves, candidates = self._select(sections, dirty, seq)
-                for name, items in moves.items():
-                    section, changed = sections[name], dirty.setdefault(name, {})
-                    for key in items:
-                        del section[key]
-                        changed[key] = False
                 manifest, chunks = snap.build(
                     self._last_manifest,
-                    sections,
+                    g.sections,
                     dirty,
                     seq=seq,
-                    chain=chain,
+                    chain=g.chain,
                     schema=SCHEMA_VERSION,
                     created_ns=time.time_ns(),
                     full=full,
                     chunk_items=int(self.settings.chunk_items),
+                    modes=g.modes,
+                    sizes=g.sizes,
                 )
                 keep = int(self.settings.keep_snapshots)
                 bound, before = self._last_save_seq, self._archive_info
@@ -308,7 +346,7 @@ class StateStore:
 
                 new_chunks, new_bytes, info = j.write_tables(write)
             except BaseException:
-                self.state.restore_dirty(taken)
+                self.state.restore_dirty(g.taken)
                 self.state.restore_shadowed(shadowed)
                 raise
             crashpoints.reached("snapshot_durable")
@@ -323,7 +361,7 @@ class StateStore:
                 st.archive = archive
 
             j.capture(settle)
-            self._candidates = candidates
+            self._candidates = g.candidates
             self._archive_info = info
             self._last_manifest = manifest
             self._last_save_seq = seq

@@ -63,6 +63,15 @@ def test_delta_chunk_carries_deletions() -> None:
     assert same(back, {"a": 1, "b": {"x": [1, D("2.5")]}}) and deleted == ["c", "d"]
 
 
+def test_packed_columns_keep_ints_floats_and_categories() -> None:
+    items = {f"k{i:03d}": {"n": i - 2**62 if i % 2 else 2**62 + i, "f": -0.0 if i == 3 else i / 7,
+                           "s": ("open", "closed", None)[i % 3], "big": 2**70 if i == 5 else i,
+                           "small": -i, "wide": 2**63 - i, "ms": 1_700_000_000_000 + 7 * i}
+             for i in range(300)}  # fmt: skip
+    back, _ = roundtrip(items)
+    assert same(back, items)
+
+
 def test_values_nested_as_deep_as_the_codec_allows() -> None:
     value: Any = D("1.5")
     for _ in range(MAX_DEPTH - 1):
@@ -113,10 +122,18 @@ def _bad(top: Any) -> bytes:
         b"\xff\x00",
         _bad({"a": 1}),
         _bad([["a"], "", [0, [1, 2]], []]),  # 2 values for 1 key
-        _bad([["a"], "", [1, [5]], []]),  # decimal index outside the table
-        _bad([["a"], "", [1, [-1]], []]),
-        _bad([["a"], "NaN", [1, [1]], []]),
-        _bad([["a"], "1.5 zz", [1, [1]], []]),
+        _bad([["a"], "", [1, 1, b"\x05"], []]),  # decimal index outside the table
+        _bad([["a"], "1.5", [1, 1, b"\x01\x01"], []]),  # two indices for one value
+        _bad([["a"], "1.5", [1, 3, b"\x01\x00\x00"], []]),  # no such width
+        _bad([["a"], "NaN", [1, 1, b"\x01"], []]),
+        _bad([["a"], "Infinity", [1, 1, b"\x01"], []]),
+        _bad([["a"], "1.5 zz", [1, 1, b"\x01"], []]),
+        _bad([["a"], "1.5  2", [1, 1, b"\x01"], []]),
+        _bad([["a"], "", [5, ["x"], 1, b"\x01"], []]),  # category index outside its table
+        _bad([["a"], "", [5, [1], 1, b"\x00"], []]),  # a category that is not text
+        _bad([["a"], "", [6, 0, 8, b"\x00" * 7], []]),  # ints: not 8 bytes each
+        _bad([["a"], "", [6, 0, 3, b"\x00" * 3], []]),  # ints: no such width
+        _bad([["a"], "", [7, b"\x00\x00\x00\x00\x00\x00\xf8\x7f"], []]),  # a NaN float
         _bad([["a"], "", [9, [1]], []]),  # unknown kind
         _bad([["a", "b"], "", [2, [[["x", "x"], 2, None, [[0, [1, 2]], [0, [1, 2]]]]]], []]),  # duplicate keys
         _bad([["a", "b"], "", [2, [[["x"], 1, [0], [[0, [1]]]], [["y"], 1, [0], [[0, [2]]]]]], []]),  # same place

@@ -37,6 +37,7 @@ chunk's bytes but decodes none, so listing snapshots costs no state load.
 
 from __future__ import annotations
 
+import bisect
 import gc
 import struct
 from collections.abc import Callable, Iterator, Mapping
@@ -237,24 +238,47 @@ def _superseded(tables: Tables, seq: int) -> list[bytes]:
         return []
 
 
-def delete_old(tables: Tables, keep: int) -> int:
+def delete_old(tables: Tables, keep: int, *, every: int | None = None, before: int = 0) -> int:
     """Keep the newest ``keep`` snapshots; delete the rest, unreferenced chunks and unreachable archive versions.
 
-    An archive version superseded by a write at or before the oldest snapshot
-    kept can be seen by no snapshot any more (see :mod:`journal.state.archive`).
+    With ``every``, the first snapshot of each stretch of ``every`` records
+    (from seq ``every`` on) is kept too, so that the state at an old point is
+    rebuilt from a snapshot near it. Snapshots older than ``before`` (records
+    after them were compacted: they can no longer be replayed) go whatever
+    the rest says. An archive version superseded by a write at or before the
+    oldest snapshot kept can be seen by no snapshot any more (see
+    :mod:`journal.state.archive`). Returns how many chunks were deleted.
     """
     seqs = list_snapshots(tables)
-    doomed = seqs[:-keep] if keep > 0 else seqs
+    kept = set(seqs[-keep:]) if keep > 0 else set()
+    if every:
+        stretches: set[int] = set()
+        for seq in seqs:
+            stretch = seq // every
+            if stretch >= 1 and stretch not in stretches:
+                stretches.add(stretch)
+                kept.add(seq)
+    kept = {seq for seq in kept if seq >= before} | set(seqs[-1:])
+    doomed = [seq for seq in seqs if seq not in kept]
     if not doomed:
         return 0
-    superseded = [entry for seq in doomed for entry in _superseded(tables, seq)]
-    if len(seqs) > len(doomed):
-        superseded += _superseded(tables, seqs[len(doomed)])
+    # A version archived at A and superseded at D is seen by the snapshots in [A, D): it can go
+    # once no kept snapshot is in there. (One a kept older snapshot still sees stays, also after
+    # D's manifest -- which lists it -- is gone: a rare, bounded leftover.)
+    order = sorted(kept)
+    superseded = []
+    for seq in [*doomed, order[0]]:
+        for entry in _superseded(tables, seq):
+            if type(entry) is bytes and len(entry) > 8:
+                archived_at = _SEQ.unpack(entry[-8:])[0]
+                at = bisect.bisect_left(order, archived_at)
+                if at == len(order) or order[at] >= seq:
+                    superseded.append(entry)
     drop_superseded(tables, superseded)
     for seq in doomed:
         tables.delete("snapshots", _SEQ.pack(seq))
     referenced: set[bytes] = set()
-    for seq in seqs[len(doomed) :]:
+    for seq in sorted(kept):
         try:
             referenced.update(_all_digests(read_manifest(tables, seq)))
         except (CorruptionError, DecodeError):

@@ -85,6 +85,10 @@ class StoreSettings:
 
     #: Snapshots kept (at least 2: one to load, one to fall back on).
     keep_snapshots: int = 3
+    #: Besides those, the first snapshot of every stretch of this many records is kept, so that
+    #: the state at an old point (state_at, ``journal state --at``) starts from a snapshot near
+    #: it; compaction drops the ones it passes (None: keep only the newest).
+    snapshot_every_records: int | None = 100_000
     #: Keys per base chunk of a section.
     chunk_items: int = snap.CHUNK_ITEMS
     #: Records younger than this are never compacted (forensics), seconds.
@@ -100,6 +104,8 @@ class StoreSettings:
             raise ValueError("keep_snapshots must be >= 2 (one to load, one to fall back on)")
         if int(self.chunk_items) < 1 or int(self.compact_batch) < 1 or float(self.retention_s) < 0:
             raise ValueError("chunk_items and compact_batch must be >= 1, retention_s >= 0")
+        if self.snapshot_every_records is not None and int(self.snapshot_every_records) < 1:
+            raise ValueError("snapshot_every_records must be >= 1 record, or None (keep only the newest snapshots)")
         if self.archive_after_records is not None and int(self.archive_after_records) < 0:
             raise ValueError("archive_after_records must be >= 0 records, or None (never archive)")
 
@@ -331,7 +337,7 @@ class StateStore:
                     modes=g.modes,
                     sizes=g.sizes,
                 )
-                keep = int(self.settings.keep_snapshots)
+                keep, every = int(self.settings.keep_snapshots), self.settings.snapshot_every_records
                 bound, before = self._last_save_seq, self._archive_info
 
                 def write(tables: Tables) -> tuple[int, int, ArchiveInfo]:
@@ -341,7 +347,7 @@ class StateStore:
                     manifest["archive"] = info.as_manifest(superseded)
                     written = snap.write(tables, manifest, chunks)
                     crashpoints.reached("snapshot_chunks")
-                    snap.delete_old(tables, keep)
+                    snap.delete_old(tables, keep, every=every, before=j.base_seq)
                     return (*written, info)
 
                 new_chunks, new_bytes, info = j.write_tables(write)
@@ -469,6 +475,7 @@ class StateStore:
         fail and the previous still be replayed), every pending operation's
         intent and what follows it, and every record younger than
         ``retention_s`` (default: the ``retention_s`` setting), for forensics.
+        Older snapshots that the records left no longer reach are deleted.
         """
         j = self.journal
         retention = float(self.settings.retention_s if retention_s is None else retention_s)
@@ -485,7 +492,10 @@ class StateStore:
         boundary = min(boundary, self._first_at_or_after(cutoff_ns, base + 1, boundary) - 1)
         if boundary <= base:
             return 0
-        return j.compact_log(boundary, batch=int(self.settings.compact_batch))
+        deleted = j.compact_log(boundary, batch=int(self.settings.compact_batch))
+        keep, every, first = int(self.settings.keep_snapshots), self.settings.snapshot_every_records, j.base_seq
+        j.write_tables(lambda t: snap.delete_old(t, keep, every=every, before=first))  # those it passed
+        return deleted
 
     def _first_at_or_after(self, ts_ns: int, lo: int, hi: int) -> int:
         """The first seq in [lo, hi] written at or after ``ts_ns`` (hi + 1 if none).

@@ -12,7 +12,7 @@ import lmdb
 import pytest
 
 from journal import Journal
-from journal.state import State
+from journal.state import State, snapshot_state, state_at
 from journal.state import snapshot as snap
 from journal.state.diff import diff_states
 from journal.state.store import StateStore
@@ -287,3 +287,34 @@ def test_settings_are_checked() -> None:
         from journal.state.store import StoreSettings
 
         StoreSettings(archive_after_records=-1)
+
+
+def test_one_old_snapshot_per_stretch_is_kept_and_still_sees_its_archive(tmp_path: Path) -> None:
+    with Journal(tmp_path / "j") as j:
+        s = StateStore(j, archive_after_records=AFTER, keep_snapshots=2, snapshot_every_records=100)
+        op = _canceled(j)
+        _ticks(j, AFTER)
+        s.save()
+        saves = []
+        for i in range(12):  # the order changes and is archived again at every save; 12 saves over ~300 records
+            j.record("order_update", dict(_order(op, status="canceled"), filled=D(i + 1) / 100))
+            _ticks(j, AFTER)
+            info = s.save()
+            assert info is not None
+            saves.append((info.seq, D(i + 1) / 100))
+        _ticks(j, 5)
+        kept = [i.seq for i in s.snapshots()]
+        firsts = {}
+        for seq, _ in saves:
+            if seq >= 100:
+                firsts.setdefault(seq // 100, seq)
+        assert kept == sorted({*firsts.values(), *(seq for seq, _ in saves[-2:])})
+        for seq in kept:
+            filled = dict(saves)[seq]
+            assert snapshot_state(j, seq).get("orders", op.client_id)["filled"] == filled  # its own archive version
+            calls: list[tuple[int, int]] = []
+            assert state_at(j, seq + 3, progress=lambda d, t, c=calls: c.append((d, t))).seq == seq + 3
+            assert calls[-1] == (3, 3)  # from that snapshot, not from the first record
+        assert s.compact(retention_s=0) > 0
+        assert [i.seq for i in s.snapshots()] == kept[-2:]  # the ones compaction passed are gone
+        assert s.order(op.client_id)["filled"] == D("0.12")

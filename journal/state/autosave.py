@@ -8,7 +8,7 @@
 - on a failure (a failed save, a failed validation, any unexpected exception
   in the saver) it logs, counts, writes an **emergency backup** -- LMDB's
   consistent compact copy of the environment plus a readable JSON dump of the
-  state and the reason -- into ``backups_dir`` (keeping the newest
+  state (the working set, and the archived orders and trades apart) and the reason -- into ``backups_dir`` (keeping the newest
   ``keep_backups``), and retries with exponential backoff. Nothing it does ever
   raises into the bot: :meth:`status` reports what happened.
 
@@ -33,6 +33,7 @@ from types import FrameType
 from typing import Any
 
 from ..log import settings_from
+from .archive import ARCHIVED_SECTIONS
 from .store import StateStore
 
 __all__ = ["DEFAULT_AUTOSAVE_SETTINGS", "AutoSaveSettings", "AutoSaver", "emergency_backup", "install_signal_handlers"]
@@ -95,8 +96,10 @@ def emergency_backup(store: StateStore, backups_dir: str, reason: str, keep: int
     os.makedirs(dest, mode=0o700)
     store.journal.backup(os.path.join(dest, "journal"), compact=True)
     fd = os.open(os.path.join(dest, "state.json"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    archived = {name: dict(view.archived_items(name)) for name in ARCHIVED_SECTIONS}
     with os.fdopen(fd, "w") as f:
-        json.dump({"seq": view.seq, "state": view.as_dict()}, f, default=_json_default, indent=1, sort_keys=True)
+        json.dump({"seq": view.seq, "state": view.as_dict(), "archived": {k: v for k, v in archived.items() if v}},
+                  f, default=_json_default, indent=1, sort_keys=True)  # fmt: skip
     fd = os.open(os.path.join(dest, "REASON.txt"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(f"{reason}\njournal: {store.journal.path}\nseq: {view.seq}\n")

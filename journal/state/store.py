@@ -88,7 +88,7 @@ class StoreSettings:
     #: Besides those, the first snapshot of every stretch of this many records is kept, so that
     #: the state at an old point (state_at, ``journal state --at``) starts from a snapshot near
     #: it; compaction drops the ones it passes (None: keep only the newest).
-    snapshot_every_records: int | None = 100_000
+    snapshot_every_records: int | None = 20_000
     #: Keys per base chunk of a section.
     chunk_items: int = snap.CHUNK_ITEMS
     #: Records younger than this are never compacted (forensics), seconds.

@@ -318,3 +318,19 @@ def test_one_old_snapshot_per_stretch_is_kept_and_still_sees_its_archive(tmp_pat
         assert s.compact(retention_s=0) > 0
         assert [i.seq for i in s.snapshots()] == kept[-2:]  # the ones compaction passed are gone
         assert s.order(op.client_id)["filled"] == D("0.12")
+
+
+def test_an_emergency_dump_holds_the_archived_orders_too(tmp_path: Path) -> None:
+    import json
+
+    from journal.state.autosave import emergency_backup
+
+    with Journal(tmp_path / "j") as j:
+        s = _store(j)
+        op = _canceled(j)
+        _ticks(j, AFTER)
+        s.save()
+        dest = Path(emergency_backup(s, str(tmp_path / "backups"), "test"))
+    dump = json.loads((dest / "state.json").read_text())
+    assert op.client_id not in dump["state"]["orders"]
+    assert dump["archived"]["orders"][op.client_id]["status"] == "canceled"

@@ -187,7 +187,18 @@ def _check_container(obj: Any, depth: int) -> None:
             "flatten the structure (decode rejects deeper data)",
             too_deep=True,
         )
-    if isinstance(obj, dict):
+    if type(obj) is dict:
+        # The common case, a map of plain data (an order, a record body): its keys and
+        # value types are checked in C loops, and a map of only str/bool/bytes/None
+        # needs nothing more.
+        try:
+            "".join(obj)
+        except TypeError:
+            _reject_bad_key(obj)
+        items: Iterable[Any] = obj.values()
+        if set(map(type, items)) <= _PLAIN_ENCODE:
+            return
+    elif isinstance(obj, dict):
         # dict.keys/values read the dict's storage, as cbor2 does, even when a
         # subclass overrides __iter__. "".join raises TypeError on a non-str
         # key at C speed; it accepts str subclasses, which cbor2 writes as str.
@@ -195,7 +206,7 @@ def _check_container(obj: Any, depth: int) -> None:
             "".join(dict.keys(obj))
         except TypeError:
             _reject_bad_key(obj)
-        items: Iterable[Any] = dict.values(obj)
+        items = dict.values(obj)
     else:
         items = obj
     item: Any = None

@@ -112,7 +112,7 @@ LMDB_ENGINE = 0
 LOCK_FILE = "writer.lock"
 DATA_FILE = "data.mdb"
 LMDB_LOCK_FILE = "lock.mdb"
-DATABASES = (b"meta", b"log", b"pending", b"ops", b"snapshots", b"chunks")
+DATABASES = (b"meta", b"log", b"pending", b"ops", b"snapshots", b"chunks", b"archive")
 
 T = TypeVar("T")
 

@@ -1,8 +1,9 @@
 """The named tables the layers above the log keep in the journal's environment.
 
-The state layer stores its snapshots (``snapshots``, ``chunks``) and its own
-meta data (``schema_history``) in the same LMDB environment as the log, so a
-snapshot and the records it covers are consistent and copied together. It
+The state layer stores its snapshots (``snapshots``, ``chunks``), the settled
+part of the state it keeps out of memory (``archive``) and its own meta data
+(``schema_history``) in the same LMDB environment as the log, so a snapshot
+and the records it covers are consistent and copied together. It
 reaches them only through :class:`Tables`, handed out by
 :meth:`journal.Journal.read_tables` (a read transaction) and
 :meth:`journal.Journal.write_tables` (a write transaction that runs after
@@ -27,7 +28,7 @@ from .storage import Storage
 __all__ = ["LOG_META_KEYS", "STATE_TABLES", "Tables"]
 
 #: Tables the state layer owns.
-STATE_TABLES = frozenset({"snapshots", "chunks"})
+STATE_TABLES = frozenset({"snapshots", "chunks", "archive"})
 #: Meta keys the log owns (the state layer may use any other key).
 LOG_META_KEYS = frozenset(
     {"format_version", "journal_id", "created_ns", "lmdb_engine", "chain_base", "checkpoint", "incarnations",
@@ -85,6 +86,35 @@ class Tables:
         if db is None:
             return iter(())
         return ((bytes(k), bytes(v)) for k, v in self._txn.cursor(db=db))
+
+    def floor(self, table: str, key: bytes) -> tuple[bytes, bytes] | None:
+        """The entry with the greatest key ``<= key``, or None (one cursor seek)."""
+        db = self._db(table)
+        if db is None:
+            return None
+        cur = self._txn.cursor(db=db)
+        if cur.set_range(key):
+            if cur.key() == key:
+                return bytes(cur.key()), bytes(cur.value())
+            if not cur.prev():
+                return None
+        elif not cur.last():
+            return None
+        return bytes(cur.key()), bytes(cur.value())
+
+    def range(self, table: str, start: bytes, stop: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """Entries with ``start <= key < stop`` (``stop`` None: to the end), in key order."""
+        db = self._db(table)
+        if db is None:
+            return
+        cur = self._txn.cursor(db=db)
+        if not cur.set_range(start):
+            return
+        for k, v in cur:
+            key = bytes(k)
+            if stop is not None and key >= stop:
+                return
+            yield key, bytes(v)
 
     def count(self, table: str) -> int:
         db = self._db(table)

@@ -21,6 +21,7 @@ Locks (the order in which they nest: write lock, then queue lock):
 from __future__ import annotations
 
 import logging
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -33,7 +34,7 @@ import lmdb
 from ..errors import CorruptionError, JournalError
 from . import crashpoints
 from .codec import decode
-from .record import EVENT, INTENT, KIND_NAMES, Record, chain_of, frame, key_seq
+from .record import EVENT, INTENT, KIND_NAMES, Record, frame, key_seq
 from .settings import Durability
 from .stats import WriteStats
 from .storage import Storage
@@ -41,6 +42,8 @@ from .storage import Storage
 __all__ = ["Entry", "LogPoint", "Writer"]
 
 log = logging.getLogger("journal.writer")
+
+_SEQ = struct.Struct(">Q")
 
 T = TypeVar("T")
 _MISSING = object()
@@ -66,7 +69,7 @@ class LogPoint:
 
 
 class Entry:
-    __slots__ = ("kind", "body", "op", "type", "source", "key", "value")
+    __slots__ = ("kind", "body", "op", "type", "source", "key", "value", "chain")
 
     def __init__(self, kind: int, body_bytes: bytes, op: int | None, type_: str, source: str) -> None:
         self.kind = kind
@@ -76,6 +79,7 @@ class Entry:
         self.source = source
         self.key = b""
         self.value = b""
+        self.chain = 0
 
 
 class _Request:
@@ -199,8 +203,8 @@ class Writer:
                 "close and reopen it (everything acknowledged before the failure is on disk)"
             ) from self._broken
 
-    def _stamp(self) -> int:
-        now = time.time_ns()
+    def _stamp(self, now: int) -> int:
+        """The time of records numbered at wall-clock ``now``, which is before the last record's."""
         last = self._last_ts
         if now >= last:
             self._last_ts = now
@@ -229,16 +233,25 @@ class Writer:
         ``settles`` names the operation an outcome settles: it must be pending
         (else ``LookupError`` is raised and nothing is queued).
         """
-        self.check_writable()
+        # The hot path of every operation: kept to plain attribute reads and one lock.
+        if self._broken is not None:
+            self.check_writable()
+        self._storage.check_usable()
         req = _Request(entries, crash_point)
+        seqs = req.seqs
         with self._qlock:
             if settles is not None and self._pending.pop(settles, _MISSING) is _MISSING:
                 raise LookupError(settles)
             seq, chain = self._next_seq, self._chain
-            ts = self._stamp()
+            ts = time.time_ns()
+            if ts >= self._last_ts:
+                self._last_ts = ts
+            else:
+                ts = self._stamp(ts)
             for e in entries:
                 e.key, e.value, chain = frame(seq, chain, ts, e.kind, e.body)
-                req.seqs.append(seq)
+                e.chain = chain
+                seqs.append(seq)
                 if e.kind == INTENT:
                     self._pending[seq] = None
                 seq += 1
@@ -250,13 +263,15 @@ class Writer:
                 self._notify(req, ts)
         if not wait or self._durability is Durability.PROCESS:
             # PROCESS mode: the flusher syncs the file a moment after writes.
-            self._start_flusher()
+            if self._flusher is None:
+                self._start_flusher()
             if self._flusher_idle or self._durability is Durability.PROCESS:
                 self._kick.set()
-        if not wait:
-            return req
+            if not wait:
+                return req
         t0 = time.perf_counter_ns()
-        self._wait_durable(req)
+        if not self._lead(req):  # the common case: nobody is writing, no event needed
+            self._wait_durable(req)
         if req.error is not None:
             raise req.error
         self.stats.waited(time.perf_counter_ns() - t0)
@@ -293,9 +308,8 @@ class Writer:
         runs, other threads queue more records. A thread whose records a leader
         wrote is woken through its own event (no thundering herd); when the
         leader is done it hands the lead to the first thread still waiting.
+        (The caller has just tried to lead, and found a leader.)
         """
-        if self._lead(req):  # the common case: nobody is writing, no event needed
-            return
         event = getattr(self._tls, "event", None)
         if event is None:
             event = self._tls.event = threading.Event()
@@ -380,34 +394,41 @@ class Writer:
                     req.event.set()
             return
         st = self._storage
-        entries = [e for req in batch for e in req.entries]
+        entries = batch[0].entries if len(batch) == 1 else [e for req in batch for e in req.entries]
         first_seq = batch[0].seqs[0]
+        last = entries[-1]
         last_seq = batch[-1].seqs[-1]
-        crossed = (last_seq // self._checkpoint_interval) > ((first_seq - 1) // self._checkpoint_interval)
-        last_chain = chain_of(entries[-1].value, last_seq)
-        log_db, pending_db, ops_db = st.dbs["log"], st.dbs["pending"], st.dbs["ops"]
-        half = len(entries) // 2 if any(r.crash_point == "batch_durable" for r in batch) else -1
+        interval = self._checkpoint_interval
+        crossed = (last_seq // interval) > ((first_seq - 1) // interval)
+        dbs = st.dbs
+        log_db, pending_db, ops_db = dbs["log"], dbs["pending"], dbs["ops"]
+        half = -1
+        for r in batch:
+            if r.crash_point == "batch_durable":
+                half = len(entries) // 2
         hooks = self._write_hooks
 
         def write(txn: lmdb.Transaction) -> None:
+            put, delete = txn.put, txn.delete
             for i, e in enumerate(entries):
                 if i == half:
                     crashpoints.reached("batch_partial")
                 key = e.key
-                if not txn.put(key, e.value, db=log_db, append=True):
+                if not put(key, e.value, db=log_db, append=True):
                     seq = key_seq(key)
                     raise CorruptionError(
                         f"{self._path}: seq {seq} is not after the last record; another writer touched the log", seq
                     )
-                if e.kind == INTENT:  # its own timeline entry is implied: the intent sits at seq == op
-                    txn.put(key, b"", db=pending_db)
+                kind = e.kind
+                if kind == INTENT:  # its own timeline entry is implied: the intent sits at seq == op
+                    put(key, b"", db=pending_db)
                 elif e.op is not None:
-                    opkey = e.op.to_bytes(8, "big")
-                    if e.kind != EVENT:
-                        txn.delete(opkey, db=pending_db)
-                    txn.put(opkey + key, b"", db=ops_db)
+                    opkey = _SEQ.pack(e.op)
+                    if kind != EVENT:
+                        delete(opkey, db=pending_db)
+                    put(opkey + key, b"", db=ops_db)
             if crossed:
-                st.put_meta(txn, "checkpoint", [last_seq, last_chain])
+                st.put_meta(txn, "checkpoint", [last_seq, last.chain])
             if steps:
                 st.put_meta(txn, "clock_steps", [*(st.get_meta(txn, "clock_steps") or []), *steps])
             for hook in hooks:
@@ -433,16 +454,20 @@ class Writer:
                     req.event.set()
             return
         txn_ns = time.perf_counter_ns() - t0
+        kinds: dict[str, int] = {}
+        nbytes = 0
+        for e in entries:
+            name = KIND_NAMES[e.kind]
+            kinds[name] = kinds.get(name, 0) + 1
+            nbytes += len(e.value)
+        points = []
         for req in batch:
             req.done = True
             if req.event is not None:
                 req.event.set()
-        kinds = {"intent": 0, "commit": 0, "abort": 0, "event": 0}
-        nbytes = 0
-        for e in entries:
-            kinds[KIND_NAMES[e.kind]] += 1
-            nbytes += len(e.value)
-        self.stats.wrote({k: v for k, v in kinds.items() if v}, nbytes, txn_ns)
+            if req.crash_point is not None and req.crash_point not in points:
+                points.append(req.crash_point)
+        self.stats.wrote(kinds, nbytes, txn_ns)
         if log.isEnabledFor(logging.DEBUG):
             for e in entries:
                 seq = key_seq(e.key)
@@ -454,8 +479,7 @@ class Writer:
                     len(entries),
                     txn_ns / 1000,
                 )
-        points = {r.crash_point for r in batch if r.crash_point}
-        for point in sorted(points):
+        for point in sorted(points) if len(points) > 1 else points:
             crashpoints.reached(point)
 
     # -- the flusher ---------------------------------------------------------

@@ -8,7 +8,7 @@
 - on a failure (a failed save, a failed validation, any unexpected exception
   in the saver) it logs, counts, writes an **emergency backup** -- LMDB's
   consistent compact copy of the environment plus a readable JSON dump of the
-  state and the reason -- into ``backups_dir`` (keeping the newest
+  state (the working set, and the archived orders and trades apart) and the reason -- into ``backups_dir`` (keeping the newest
   ``keep_backups``), and retries with exponential backoff. Nothing it does ever
   raises into the bot: :meth:`status` reports what happened.
 
@@ -34,6 +34,7 @@ from typing import Any
 
 from ..log import settings_from
 from ..log.storage import fsync_dir, makedirs_durable, write_durable_file
+from .archive import ARCHIVED_SECTIONS
 from .store import StateStore
 
 __all__ = ["DEFAULT_AUTOSAVE_SETTINGS", "AutoSaveSettings", "AutoSaver", "emergency_backup", "install_signal_handlers"]
@@ -96,7 +97,9 @@ def emergency_backup(store: StateStore, backups_dir: str, reason: str, keep: int
     makedirs_durable(dest)
     # every file, then its directory, then the directory's parent: a power cut keeps a backup whole or not at all
     store.journal.backup(os.path.join(dest, "journal"), compact=True)
-    state = json.dumps({"seq": view.seq, "state": view.as_dict()}, default=_json_default, indent=1, sort_keys=True)
+    archived = {name: dict(view.archived_items(name)) for name in ARCHIVED_SECTIONS}
+    state = json.dumps({"seq": view.seq, "state": view.as_dict(), "archived": {k: v for k, v in archived.items() if v}},
+                       default=_json_default, indent=1, sort_keys=True)  # fmt: skip
     write_durable_file(os.path.join(dest, "state.json"), state.encode())
     write_durable_file(
         os.path.join(dest, "REASON.txt"), f"{reason}\njournal: {store.journal.path}\nseq: {view.seq}\n".encode()

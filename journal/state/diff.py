@@ -1,4 +1,12 @@
-"""What differs between two states: added, removed and changed keys per section."""
+"""What differs between two states: added, removed and changed keys per section.
+
+Two states may keep different keys in memory: an order archived by a
+snapshot between them sits in one's working set and in the other's archive.
+So a key only one side holds in memory is looked up in the other side's
+archive, and a key both sides keep archived is compared when a snapshot
+between them archived it again (:meth:`journal.state.archive.Archive.changed`):
+the diff is of the states as a whole, wherever each key lives.
+"""
 
 from __future__ import annotations
 
@@ -69,12 +77,34 @@ def diff_states(a: State | Mapping[str, Mapping[str, Any]], b: State | Mapping[s
         x, y = sa.get(name, {}), sb.get(name, {})
         d = SectionDiff()
         for key, value in y.items():
-            if key not in x:
+            old = x[key] if key in x else _archived(a, name, key)
+            if old is None:
                 d.added[key] = value
-            elif x[key] != value:
-                d.changed[key] = (x[key], value)
+            elif old != value:
+                d.changed[key] = (old, value)
         for key, value in x.items():
             if key not in y:
-                d.removed[key] = value
+                new = _archived(b, name, key)
+                if new is None:
+                    d.removed[key] = value
+                elif new != value:
+                    d.changed[key] = (value, new)
         out.sections[name] = d
+    if isinstance(a, State) and isinstance(b, State) and a.archive is not None and b.archive is not None:
+        lo, hi = sorted((a.archive.bound, b.archive.bound))
+        for name, key in a.archive.changed(lo, hi) if lo < hi else ():
+            if key in sa.get(name, {}) or key in sb.get(name, {}):
+                continue  # compared above
+            old, new = a.archived(name, key), b.archived(name, key)
+            d = out.sections.setdefault(name, SectionDiff())
+            if old is None and new is not None:
+                d.added[key] = new
+            elif new is None and old is not None:
+                d.removed[key] = old
+            elif old != new:
+                d.changed[key] = (old, new)
     return out
+
+
+def _archived(state: State | Mapping[str, Mapping[str, Any]], section: str, key: str) -> Any:
+    return state.archived(section, key) if isinstance(state, State) else None

@@ -20,8 +20,14 @@ Version history:
 1. The first public shape: orders carried ``qty``, ``executed`` and
    ``exchange_id``; ``place_order`` intents carried ``qty``; positions carried
    ``qty``.
-2. (current) Orders and intents use ccxt's names: ``amount``, ``filled``,
-   ``id``; positions ``amount``.
+2. Orders and intents use ccxt's names: ``amount``, ``filled``, ``id``;
+   positions ``amount``.
+3. (current) The working set: snapshots move settled orders and old trades
+   to the archive (:mod:`journal.state.archive`); ``orders`` and ``trades``
+   hold the rest, and lookups by key read through. Values keep their shapes,
+   so the migration from 2 changes nothing; the version tells an older
+   tradejournal that its ``orders`` would miss the archived ones (it refuses
+   the journal instead of showing a partial state).
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from ..log.record import Record
 
 __all__ = ["SCHEMA_VERSION", "Migrations", "SchemaVersionError"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SectionsMigration = Callable[[dict[str, dict[str, Any]]], dict[str, dict[str, Any]]]
 RecordMigration = Callable[[Record], Record]
@@ -58,6 +64,8 @@ class Migrations:
         m = cls()
         m._sections[1] = _sections_1_to_2
         m._records[1] = _record_1_to_2
+        m._sections[2] = _unchanged
+        m._records[2] = _unchanged
         return m
 
     def snapshot(self, from_version: int) -> Callable[[SectionsMigration], SectionsMigration]:
@@ -106,6 +114,10 @@ class Migrations:
             if fn is not None:
                 record = fn(record)
         return record
+
+
+def _unchanged(value: Any) -> Any:
+    return value
 
 
 _RENAMES_1 = {"qty": "amount", "executed": "filled", "exchange_id": "id"}

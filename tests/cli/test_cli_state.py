@@ -13,7 +13,7 @@ from pathlib import Path
 import lmdb
 import pytest
 
-from journal import Journal
+from journal import SCHEMA_VERSION, Journal
 from journal.state.store import StateStore
 from tests.helpers import raw
 
@@ -44,7 +44,7 @@ def journal_path(tmp_path: Path) -> Path:
 def test_snapshots_lists_each_with_checksum_status(journal_path: Path) -> None:
     out = lines(run("snapshots", str(journal_path), "--json"))
     assert [r["seq"] for r in out] == [10, 20, 30]
-    assert all(r["ok"] and r["schema"] == 2 and r["keys"] == {"custom": 7} for r in out)
+    assert all(r["ok"] and r["schema"] == SCHEMA_VERSION and r["keys"] == {"custom": 7} for r in out)
 
 
 def test_state_now_at_seq_and_at_snapshot(journal_path: Path) -> None:

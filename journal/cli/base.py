@@ -18,9 +18,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import NotAJournalError, UnknownOperationError
+from ..errors import JournalLockedError, NotAJournalError, UnknownOperationError
 from ..log import Journal
 from ..log.record import KIND_CODES
+from ..log.storage import LOCK_FILE
 from .output import Output
 from .terminal import Terminal
 from .times import parse_time_ns
@@ -46,9 +47,13 @@ __all__ = [
     "arg",
     "command",
     "exclusive",
+    "lock_holders",
+    "locked_message",
     "op_id",
     "open_reader",
+    "open_writer",
     "operator_name",
+    "pid_alive",
     "parse_seq",
     "parse_time_ns",
     "resolve_seq",
@@ -225,6 +230,77 @@ def open_reader(path: str) -> Journal:
     if os.path.exists(path) and not os.path.isdir(path):
         raise NotAJournalError(f"{path}: is a file; a journal is a directory (the one the bot opens)")
     return Journal(path, readonly=True, verify_on_open="none")
+
+
+def lock_holders(path: str) -> list[tuple[int, str]]:
+    """``(pid, command line)`` of every process with the journal's writer lock file open.
+
+    The lock is an ``flock``: it belongs to the open file, so a process the
+    bot forked without exec (a multiprocessing worker) keeps it after the bot
+    itself has gone -- while the lock file and ``/proc/locks`` still name the
+    bot's pid. Scanning ``/proc/*/fd`` finds the processes that really hold it.
+    """
+    try:
+        target = os.stat(os.path.join(path, LOCK_FILE))
+    except OSError:
+        return []
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        fd_dir = f"/proc/{entry}/fd"
+        try:
+            for fd in os.listdir(fd_dir):
+                try:
+                    st = os.stat(f"{fd_dir}/{fd}")
+                except OSError:
+                    continue
+                if (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino):
+                    found.append((int(entry), _cmdline(int(entry))))
+                    break
+        except OSError:  # gone meanwhile, or not ours to look at
+            continue
+    return found
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()[:80] or "?"
+    except OSError:
+        return "?"
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def locked_message(path: str, pid: int | None, what: str) -> str:
+    """Why the writer lock could not be had, naming the process to stop (see :func:`lock_holders`)."""
+    if pid and not pid_alive(pid):
+        holders = [h for h in lock_holders(path) if h[0] != os.getpid()]
+        who = ", ".join(f"pid {p} ({cmd})" for p, cmd in holders) or "a process this user cannot see (try as root)"
+        return (
+            f"{path}: journal is held by pid {pid}, which has exited; its lock lives on in {who}, which it "
+            f"started without exec and which kept the lock file open: stop that process before {what}"
+        )
+    who = f"pid {pid}" if pid else "another process"
+    return f"{path}: journal is held by {who} (a running bot?); stop it before {what}"
+
+
+def open_writer(ctx: Context, what: str) -> Journal:
+    """The journal opened for writing (the command's reader closed first); a clear exit 4 if a bot holds it."""
+    ctx.close()
+    try:
+        return Journal(ctx.path)
+    except JournalLockedError as exc:
+        raise CliError(locked_message(ctx.path, exc.pid, what), EXIT_LOCKED) from None
 
 
 def operator_name() -> str:

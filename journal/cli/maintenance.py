@@ -11,7 +11,20 @@ from ..log import Journal
 from ..log.codec import decode_display
 from ..log.record import ABORT, COMMIT, INTENT, KIND_NAMES, body_of, kind_of, ts_of
 from . import state as state_commands
-from .base import EXIT_DAMAGED, EXIT_OK, CheckResult, CliError, Context, arg, command, open_reader, verify_check
+from .base import (
+    EXIT_DAMAGED,
+    EXIT_OK,
+    CheckResult,
+    CliError,
+    Context,
+    arg,
+    command,
+    lock_holders,
+    locked_message,
+    open_reader,
+    pid_alive,
+    verify_check,
+)
 from .dump import LogReader, writer_pid
 from .output import iso_ns, ms
 from .pictures import glyphs_for, histogram, latency_summary, size, when
@@ -164,6 +177,14 @@ def _scan(reader: LogReader, progress: Progress | None = None) -> tuple[dict[str
     return counts, latencies
 
 
+def _writer_text(path: str, holder: int | None, holders: list[int]) -> str:
+    if holder is None:
+        return "none (no bot holds the journal)"
+    if pid_alive(holder):
+        return f"pid {holder} holds the journal"
+    return locked_message(path, holder, "writing").removeprefix(f"{path}: ")
+
+
 @command(
     "stats",
     help="sizes, records per kind, pending operations, and the intent-to-commit latency from the log's times",
@@ -190,6 +211,7 @@ def stats_cmd(ctx: Context) -> int:
     now = time.time_ns()
     file_bytes = os.path.getsize(os.path.join(ctx.path, "data.mdb"))
     holder = writer_pid(ctx.path)
+    holders = [pid for pid, _ in lock_holders(ctx.path)] if holder is not None else []
     latency = {f"intent_to_{k}": latency_summary(v) for k, v in latencies.items()}
     row: dict[str, Any] = {
         "path": ctx.path,
@@ -210,6 +232,7 @@ def stats_cmd(ctx: Context) -> int:
         "snapshots": snapshots,
         "last_txnid": stats["last_txnid"],
         "writer_pid": holder,
+        "lock_holders": holders,
         "latency": latency,
     }
     out = ctx.out
@@ -232,7 +255,7 @@ def stats_cmd(ctx: Context) -> int:
             else "none"
         ),  # fmt: skip
         "snapshots": f"{snapshots}",
-        "writer": f"pid {holder} holds the journal" if holder else "none (no bot holds the journal)",
+        "writer": _writer_text(ctx.path, holder, holders),
     }
     out.objects([people])
     lines = [""]

@@ -7,16 +7,16 @@ import time
 from decimal import Decimal
 from typing import Any, NoReturn
 
-from ..errors import JournalLockedError, OperationStateError
-from ..log import Journal
-from .base import DONE, EXIT_LOCKED, EXIT_OK, CliError, Context, arg, command, exclusive, op_id, operator_name
+from ..errors import OperationStateError
+from .base import DONE, EXIT_OK, CliError, Context, arg, command, exclusive, op_id, open_writer, operator_name
+from .dump import writer_pid
 from .layout import Column
 from .output import iso_ns, ms, record_dict
 from .pictures import Step, age_bar, glyphs_for, timeline
 from .summary import summarize
 from .times import ago, duration
 
-__all__ = ["COMMANDS", "DEFAULT_SETTLE_WINDOW_MS", "pending_cmd", "resolve_cmd", "show_cmd"]
+__all__ = ["COMMANDS", "DEFAULT_SETTLE_WINDOW_MS", "PREVIEW_ARGS", "pending_cmd", "preview", "resolve_cmd", "show_cmd"]
 
 #: The reconcile setting ``settle_window_ms`` a bot runs with unless it changes it (recovery's default;
 #: the command cannot import recovery, so a test checks the two agree).
@@ -164,15 +164,48 @@ def _parse_result(text: str | None) -> Any:
         ) from None
 
 
+#: ``--dry-run`` and ``--yes``, shared by the commands that write by hand.
+PREVIEW_ARGS = (
+    arg("--dry-run", action="store_true", help="print the records that would be written, and write nothing"),
+    arg("-y", "--yes", action="store_true", help="write without asking (a terminal asks first)"),
+)
+
+
+def preview(ctx: Context, rows: list[dict[str, Any]], question: str, effect: list[str] | None = None) -> bool:
+    """Show the records about to be written; True to go on (``--dry-run`` stops here, a person may say no)."""
+    out = ctx.out
+    holder = writer_pid(ctx.path)
+    if out.mode == "table":
+        out.write_lines(out.prose(f"{'would write' if ctx.args.dry_run else 'about to write'} to {ctx.path}:",
+                                  "bold"))  # fmt: skip
+    # machines get the planned records only from a dry run (else the written ones, once, after the write)
+    shown = [dict(r, dry_run=True) for r in rows] if out.json else rows
+    if out.people or ctx.args.dry_run:
+        out.table([("SEQ", "seq"), ("KIND", "kind"), ("TYPE", "type"), ("OP", "op"), ("SOURCE", "source"),
+                   Column("DATA", "data", flex=True)], shown)  # fmt: skip
+    if effect and out.people:
+        out.write_lines(effect)
+    if holder is not None and out.people:
+        out.write_lines(out.prose(f"pid {holder} holds the journal: the write would be refused until it stops", "warn"))
+    if ctx.args.dry_run:
+        if out.mode == "table":
+            out.write_lines(out.prose("dry run: nothing written", "dim"))
+        return False
+    if not ctx.confirm(question):
+        raise CliError(f"{ctx.path}: not confirmed: nothing written (--yes writes without asking)")
+    return True
+
+
 @command(
     "resolve",
     help="settle a pending operation by hand (journaled with source 'manual' and your reason)",
     example='journal resolve bot.journal 1042 --commit --result \'{"id": "98765", "status": "closed"}\' '
-    "--reason 'filled, seen on the exchange UI'",
+    "--reason 'filled, seen on the exchange UI' --dry-run",
     description=(
         "Writes the commit or abort marker with source 'manual', followed by a 'manual_resolve' event\n"
-        "holding the reason and the operator. Needs the writer lock: refused (exit 4) while a bot holds the\n"
-        "journal. Numbers with a fraction in --result are stored as exact Decimals."
+        "holding the reason and the operator. --dry-run prints both records and writes nothing; on a terminal\n"
+        "the command shows them and asks before writing (--yes does not ask). Needs the writer lock: refused\n"
+        "(exit 4) while a bot holds the journal. Numbers with a fraction in --result are stored as exact Decimals."
     ),
     arguments=[
         arg("op", metavar="OP", help="op id or client id of a pending operation"),
@@ -183,7 +216,9 @@ def _parse_result(text: str | None) -> Any:
         ),
         arg("--result", metavar="JSON", help="with --commit: the outcome, e.g. the exchange's order"),
         arg("--reason", required=True, metavar="TEXT", help="why (kept in the journal)"),
+        *PREVIEW_ARGS,
     ],
+    pages=False,
 )
 def resolve_cmd(ctx: Context) -> int:
     a = ctx.args
@@ -201,18 +236,18 @@ def resolve_cmd(ctx: Context) -> int:
             f"{ctx.path}: operation {op} ({records[0].type}) was already {DONE[outcome.kind]} at seq {outcome.seq} "
             f"by {outcome.source}; only a pending operation can be resolved"
         )
-    ctx.close()
-    try:
-        writer = Journal(ctx.path)
-    except JournalLockedError as exc:
-        who = f"pid {exc.pid}" if exc.pid else "another process"
-        raise CliError(
-            f"{ctx.path}: journal is held by {who} (a running bot?); stop it before resolving op {op}, "
-            "or let its reconciliation resolve it",
-            EXIT_LOCKED,
-        ) from None
-    with writer:
-        note = {"outcome": "commit" if a.commit else "abort", "reason": a.reason, "operator": operator_name()}
+    note = {"outcome": "commit" if a.commit else "abort", "reason": a.reason, "operator": operator_name()}
+    nxt = reader.last_seq + 1
+    planned = [
+        {"seq": nxt, "kind": "commit" if a.commit else "abort", "type": records[0].type, "op": op,
+         "client_id": records[0].client_id, "source": "manual", "data": result if a.commit else {"reason": a.reason}},
+        {"seq": nxt + 1, "kind": "event", "type": "manual_resolve", "op": op, "client_id": records[0].client_id,
+         "source": "manual", "data": note},
+    ]  # fmt: skip
+    verb = "commit" if a.commit else "abort"
+    if not preview(ctx, planned, f"{verb} op {op} ({records[0].type}, {records[0].client_id}) by hand?"):
+        return EXIT_OK
+    with open_writer(ctx, f"resolving op {op}, or let its reconciliation resolve it") as writer:
         try:
             if a.commit:
                 writer.commit(op, result, source="manual", wait=False)
@@ -223,6 +258,8 @@ def resolve_cmd(ctx: Context) -> int:
         writer.record("manual_resolve", note, op=op, source="manual", wait=True)
         written = [r for r in writer.timeline(op) if r.source == "manual"][-2:]
     rows = [record_dict(r) for r in written]
+    if ctx.out.mode == "table":
+        ctx.out.write_lines(ctx.out.prose(f"written to {ctx.path}:", "ok"))
     ctx.out.table([("SEQ", "seq"), ("KIND", "kind"), ("TYPE", "type"), ("SOURCE", "source"), ("DATA", "data")], rows)
     return EXIT_OK
 

@@ -54,6 +54,7 @@ __all__ = [
     "open_writer",
     "operator_name",
     "pid_alive",
+    "processes_with_open",
     "parse_seq",
     "parse_time_ns",
     "resolve_seq",
@@ -232,19 +233,18 @@ def open_reader(path: str) -> Journal:
     return Journal(path, readonly=True, verify_on_open="none")
 
 
-def lock_holders(path: str) -> list[tuple[int, str]]:
-    """``(pid, command line)`` of every process with the journal's writer lock file open.
-
-    The lock is an ``flock``: it belongs to the open file, so a process the
-    bot forked without exec (a multiprocessing worker) keeps it after the bot
-    itself has gone -- while the lock file and ``/proc/locks`` still name the
-    bot's pid. Scanning ``/proc/*/fd`` finds the processes that really hold it.
-    """
-    try:
-        target = os.stat(os.path.join(path, LOCK_FILE))
-    except OSError:
-        return []
-    found = []
+def processes_with_open(path: str, names: Sequence[str]) -> list[tuple[int, str]]:
+    """``(pid, command line)`` of every process with one of the files ``names`` in ``path`` open (via /proc)."""
+    wanted = set()
+    for name in names:
+        try:
+            st = os.stat(os.path.join(path, name))
+        except OSError:
+            continue
+        wanted.add((st.st_dev, st.st_ino))
+    found: list[tuple[int, str]] = []
+    if not wanted:
+        return found
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -255,12 +255,23 @@ def lock_holders(path: str) -> list[tuple[int, str]]:
                     st = os.stat(f"{fd_dir}/{fd}")
                 except OSError:
                     continue
-                if (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino):
+                if (st.st_dev, st.st_ino) in wanted:
                     found.append((int(entry), _cmdline(int(entry))))
                     break
         except OSError:  # gone meanwhile, or not ours to look at
             continue
     return found
+
+
+def lock_holders(path: str) -> list[tuple[int, str]]:
+    """``(pid, command line)`` of every process with the journal's writer lock file open.
+
+    The lock is an ``flock``: it belongs to the open file, so a process the
+    bot forked without exec (a multiprocessing worker) keeps it after the bot
+    itself has gone -- while the lock file and ``/proc/locks`` still name the
+    bot's pid. Scanning ``/proc/*/fd`` finds the processes that really hold it.
+    """
+    return processes_with_open(path, (LOCK_FILE,))
 
 
 def _cmdline(pid: int) -> str:

@@ -15,13 +15,17 @@ checksums, and the state's invariants.
 - ``correct PATH SECTION KEY JSON --reason TEXT`` -- a manual correction,
   journaled as a ``state_set`` event with ``source="manual"``; refused while a
   bot holds the journal.
-- ``compact PATH [--retention SECONDS]`` -- snapshot, then delete records the
-  second-newest snapshot covers (never pending ones, never younger ones).
+- ``compact PATH [--retention SECONDS] [--shrink]`` -- snapshot, then delete
+  records the second-newest snapshot covers (never pending ones, never
+  younger ones); says what became of the file's size (LMDB reuses the pages,
+  it never shrinks the file), and with ``--shrink`` swaps in a compact copy
+  (:mod:`journal.cli.shrink`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -47,9 +51,12 @@ from .base import (
 )
 from .layout import shorten, wrap
 from .operations import PREVIEW_ARGS, preview
+from .pictures import size
+from .shrink import shrink
 
 __all__ = [
     "CHECKS",
+    "SPACE_NOTE",
     "COMMANDS",
     "compact_cmd",
     "correct_cmd",
@@ -358,10 +365,22 @@ def correct_cmd(ctx: Context) -> int:
     return EXIT_OK
 
 
+#: What a person should know about the file after a compaction (in every compact's output).
+SPACE_NOTE = (
+    "LMDB does not shrink its file: the pages of deleted records are reused for the records that follow, "
+    "so the file stops growing for a while, but keeps its size (and may grow a little while compacting)"
+)
+
+
 @command(
     "compact",
     help="snapshot, then delete records older snapshots cover (never pending ones, never younger ones)",
-    example="journal compact bot.journal --retention 86400",
+    example="journal compact bot.journal --retention 86400  # with the bot stopped: --shrink",
+    description=(
+        "Deleting records frees pages inside the file, which LMDB reuses; the file keeps its size. --shrink\n"
+        "(with no bot and no reader holding the journal) then swaps in a verified compact copy and keeps the\n"
+        "old file as PATH.before-shrink-<time>/ (delete it once the journal works)."
+    ),
     arguments=[
         arg(
             "--retention",
@@ -369,13 +388,20 @@ def correct_cmd(ctx: Context) -> int:
             default=None,
             metavar="SECONDS",
             help="keep records younger than this (default: 24 hours)",
-        )
+        ),
+        arg(
+            "--shrink",
+            action="store_true",
+            help="then make the file smaller: swap in a compact copy, keeping the old file beside it",
+        ),
     ],  # fmt: skip
 )
 def compact_cmd(ctx: Context) -> int:
     if ctx.args.retention is not None and ctx.args.retention < 0:
         raise CliError("--retention must be >= 0 seconds")
     ctx.reader()
+    data = os.path.join(ctx.path, "data.mdb")
+    file_before = os.path.getsize(data)
     with open_writer(ctx, "compacting") as writer:
         store = StateStore(writer)
         before = writer.first_seq
@@ -383,9 +409,38 @@ def compact_cmd(ctx: Context) -> int:
         store.save(full=True)  # two snapshots: the newest, and one to fall back on
         deleted = store.compact(retention_s=ctx.args.retention)
         report = writer.verify()
-        row = {"deleted": deleted, "first_seq_before": before, "first_seq": writer.first_seq,
-               "last_seq": writer.last_seq, "verify": str(report)}  # fmt: skip
-    ctx.out.objects([row])
+        row: dict[str, Any] = {"deleted": deleted, "first_seq_before": before, "first_seq": writer.first_seq,
+                               "last_seq": writer.last_seq, "verify": str(report)}  # fmt: skip
+    row["file_bytes_before"] = file_before
+    row["file_bytes"] = os.path.getsize(data)
+    if ctx.args.shrink:
+        with ctx.terminal.progress("copying the journal compactly") as progress:
+            result = shrink(ctx.path)
+            progress.close()
+        row.update({"shrunk": True, "file_bytes": result.file_bytes, "backup": result.backup,
+                    "copy_ms": result.copy_ms})  # fmt: skip
+        row["note"] = (f"the compact copy replaced the file; the old file is kept in {result.backup} "
+                       "(delete it once the journal works)")  # fmt: skip
+    else:
+        row["shrunk"] = False
+        row["note"] = (f"{SPACE_NOTE}; for a smaller file, stop the bot and run 'journal compact {ctx.path} "
+                       "--shrink'")  # fmt: skip
+    out = ctx.out
+    if out.mode != "table":
+        out.objects([row])
+        return EXIT_OK
+    lines = out.prose(
+        f"deleted {deleted:,} records: the log now holds seq {row['first_seq']}..{row['last_seq']} ({row['verify']})"
+    )
+    grew = row["file_bytes"] - file_before
+    change = "grew by" if grew > 0 else "shrank by"
+    lines += out.prose(
+        f"file {size(file_before)} -> {size(row['file_bytes'])}"
+        + (f" ({change} {size(abs(grew))})" if grew else " (unchanged)"),
+        "bold",
+    )
+    lines += out.prose(row["note"], "ok" if ctx.args.shrink else "warn")
+    out.write_lines(lines)
     return EXIT_OK
 
 

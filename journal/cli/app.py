@@ -65,7 +65,6 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
-from importlib import metadata
 from typing import Any, NoReturn
 
 from ..errors import (
@@ -135,11 +134,21 @@ Recovery procedures, by symptom: docs/recovery.md."""
 
 def version_text() -> str:
     """``journal 0.1.0 (tradejournal, journal format 2)``."""
+    from importlib import metadata
+
     try:
         package = metadata.version("tradejournal")
     except metadata.PackageNotFoundError:
         package = "unknown (tradejournal is not installed)"
     return f"journal {package} (tradejournal, journal format {FORMAT_VERSION})"
+
+
+class _Version(argparse.Action):
+    """``--version``, reading the package metadata only when asked (importlib.metadata costs every run ~20 ms)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> NoReturn:
+        sys.stdout.write(version_text() + "\n")
+        parser.exit(0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=version_text())
+    parser.add_argument("--version", action=_Version, nargs=0, help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
     for cmd in COMMANDS.values():
         parents = [path, output] if cmd.needs_path else [output]

@@ -278,7 +278,7 @@ def diff_cmd(ctx: Context) -> int:
     what = "; ".join(f"{n}: {c['added']} added, {c['removed']} removed, {c['changed']} changed"
                      for n, c in summary.items())  # fmt: skip
     lines = out.prose(f"{ctx.args.a} (seq {a.seq}) -> {ctx.args.b} (seq {b.seq}): {what or 'no difference'}", "bold")
-    arrow = ctx.terminal.glyph("→", "->")
+    arrow = "->"
     current: tuple[str, str] | None = None
     for line in diff_lines(d):
         name, key, change = line["section"], line["key"], line["change"]

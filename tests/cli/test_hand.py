@@ -68,7 +68,7 @@ def test_diff_on_a_terminal_is_per_key_and_fits(tmp_path: Path, tty: Callable[..
     assert "balances:" in shown and "orders:" in shown
     assert '  + USDT  {"free":"10"}' in shown
     assert any(x.startswith("  - tj0001  {") for x in shown)
-    assert "  ~ tj0000  status: open → closed" in shown and "      filled: 0 → 0.5" in shown
+    assert "  ~ tj0000  status: open -> closed" in shown and "      filled: 0 -> 0.5" in shown
     assert sum(x.startswith("  ~ ") for x in shown) == 100
     assert "1 added, 0 removed, 0 changed" in shown[0] or "1 added" in text
 

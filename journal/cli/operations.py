@@ -57,8 +57,9 @@ def show_cmd(ctx: Context) -> int:
         status = (f"PENDING for {duration(age)}: no outcome yet; reconciliation looks it up by its client id "
                   "('journal pending' shows it against the settle window)")  # fmt: skip
     else:
-        status = (f"{DONE[outcome.kind]} by {outcome.source} {duration(outcome.ts_ns - intent_ns)} after the "
-                  f"intent, {ago(outcome.ts_ns)}")  # fmt: skip
+        by = {"bot": "the bot", "manual": "hand"}.get(outcome.source, outcome.source)
+        status = (f"{DONE[outcome.kind]} by {by} {duration(outcome.ts_ns - intent_ns)} after the intent, "
+                  f"{ago(outcome.ts_ns)}")  # fmt: skip
     st = out.style
     g = glyphs_for(ctx.terminal.unicode)
     lines = [

@@ -85,15 +85,16 @@ class Step:
 
 
 def _gloss(step: Step, first: bool) -> str:
+    """What a step means, in a few words (the source, when not the bot, is part of it)."""
     if first and step.kind == "intent":
-        return "intent durable; the order may be sent"
+        return "durable; the order may be sent"
     if step.kind == "commit":
-        return {"recovery": "resolved by recovery from the exchange", "manual": "resolved by hand"}.get(
-            step.source, "the exchange answered: committed"
+        return {"recovery": "settled by recovery", "manual": "settled by hand"}.get(
+            step.source, "the exchange answered"
         )
     if step.kind == "abort":
-        return {"recovery": "aborted by recovery", "manual": "aborted by hand"}.get(step.source, "aborted")
-    return step.type
+        return {"recovery": "aborted by recovery", "manual": "aborted by hand"}.get(step.source, "refused or failed")
+    return f"by {step.source}" if step.source != "bot" else ""
 
 
 def timeline(steps: Sequence[Step], width: int, style: Style, g: Glyphs, *, bar_cells: int = 24) -> list[str]:
@@ -112,10 +113,10 @@ def timeline(steps: Sequence[Step], width: int, style: Style, g: Glyphs, *, bar_
             lines.append(style(f"{day} (UTC)", "dim"))
         when = time.strftime("%H:%M:%S", time.gmtime(sec)) + f".{frac // 1000:06d}"
         gloss = _gloss(step, i == 0)
-        tail = f"  seq {step.seq}" + (f", {step.source}" if step.source != "bot" else "")
+        tail = f"  seq {step.seq}"
         plain = f"  {when}  {g.dot} {step.kind:<6} {step.type}"
         room = width - len(plain) - len(tail) - 2
-        gloss = "" if gloss == step.type or room < 8 else "  " + shorten(gloss, room, ellipsis=g.ellipsis)
+        gloss = "" if not gloss or room < 8 else "  " + shorten(gloss, room, ellipsis=g.ellipsis)
         head = f"  {when}  {style(g.dot, step.kind)} {step.kind:<6} {step.type}"
         lines.append(head + style(gloss + tail, "dim"))
         room = max(width - 23, 20)

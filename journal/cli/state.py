@@ -49,10 +49,12 @@ from .base import (
     operator_name,
     verify_check,
 )
-from .layout import shorten, wrap
+from .layout import Column, shorten, wrap
 from .operations import PREVIEW_ARGS, preview
+from .output import iso_ns
 from .pictures import size
 from .shrink import shrink
+from .times import ago
 
 __all__ = [
     "CHECKS",
@@ -120,8 +122,13 @@ def snapshots_cmd(ctx: Context) -> int:
                 "problem": info.problem,
             }
         )
-    ctx.out.table([("SEQ", "seq"), ("AGE_S", "age_s"), ("SCHEMA", "schema"), ("CHUNKS", "chunks"),
-                   ("KEYS", "keys"), ("OK", "ok"), ("PROBLEM", "problem")], rows)  # fmt: skip
+        if ctx.out.people and info.created_ns:
+            rows[-1]["taken"] = iso_ns(info.created_ns)
+            rows[-1]["age"] = ago(info.created_ns, now)
+    ctx.out.table([Column("SEQ", "seq", ">", priority=9), Column("TAKEN (UTC)", "taken", priority=2),
+                   Column("AGE", "age", priority=6), Column("SCHEMA", "schema", priority=3),
+                   Column("CHUNKS", "chunks", priority=1), Column("KEYS", "keys", flex=True),
+                   Column("OK", "ok", priority=8), Column("PROBLEM", "problem", priority=7)], rows)  # fmt: skip
     return EXIT_OK
 
 

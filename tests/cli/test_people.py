@@ -111,6 +111,13 @@ def test_tables_show_relative_times_beside_exact_ones(
     row = next(x for x in text.splitlines() if x.lstrip().startswith(str(ids["c"])))
     assert " s " in row or "just now" in row or "min" in row  # AGE
     assert time.strftime("%Y-%m-%dT", time.gmtime()) in row  # SINCE (UTC), exact
+    with Journal(path.parent / "snap.journal") as j:
+        store = StateStore(j)
+        store.set("custom", "k", {"v": 1})
+        store.save()
+    code, text = tty("snapshots", path.parent / "snap.journal", "--no-pager", cols=120).finish()
+    row = text.splitlines()[1]
+    assert code == 0 and time.strftime("%Y-%m-%dT", time.gmtime()) in row and (" s ago" in row or "just now" in row)
 
 
 # -- item 3: a filter that matches nothing says so ----------------------------------------------------
@@ -158,10 +165,10 @@ def test_show_draws_the_timeline_with_the_time_between_steps(
     code, text = tty("show", path, ids["a"], "--no-pager", cols=80).finish()
     assert code == 0
     assert "+MS" not in text and "13494.802" not in text
-    assert "committed by bot" in text and "after the intent" in text
+    assert "committed by the bot" in text and "after the intent" in text
     steps = [x for x in text.splitlines() if "●" in x]
     assert [s.split("●")[1].split()[0] for s in steps] == ["intent", "commit", "event"]
-    assert "intent durable" in steps[0] and "the exchange answered" in steps[1]
+    assert "durable; the order may be sent" in steps[0] and "the exchange answered" in steps[1]
     gap = duration(rows[1]["ts_ns"] - rows[0]["ts_ns"])
     assert any("│ █" in x and x.endswith(gap) for x in text.splitlines()), (gap, text)
     assert all(len(x) <= 80 for x in text.splitlines())

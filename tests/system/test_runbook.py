@@ -187,7 +187,7 @@ class PendingAbort(Pending):
     tags = ("pending_abort",)
 
     def check(self, tag: str) -> None:
-        assert "aborted by manual" in self.out("journal show").out
+        assert "aborted by hand" in self.out("journal show").out
         with Journal(self.path, readonly=True) as j:
             assert j.pending_ids() == []
             assert StateStore(j).state["orders"][j.client_id(self.op)]["status"] == "rejected"

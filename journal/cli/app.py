@@ -55,6 +55,22 @@ Adding a command: one function made a :class:`~journal.cli.base.Command` with
         return EXIT_OK
 
 ``journal verify`` runs :data:`journal.cli.maintenance.CHECKS`.
+
+What a command prints with, so that every command behaves alike for people:
+
+- ``ctx.out.table([Column("OP", "op", ">", priority=9), ..., Column("DATA", "what", flex=True)], rows)``
+  -- JSON lines, CSV, ``--line`` or a table fitted to the terminal
+  (:mod:`journal.cli.layout`: the flex column is cut or wrapped, low
+  priorities shortened or dropped first); ``ctx.out.objects([...])`` for
+  key-value blocks; ``ctx.out.prose(text)`` for a sentence wrapped to the width;
+- ``ctx.terminal.progress(label, total)`` -- a progress line on stderr, only on
+  a terminal (:class:`journal.cli.terminal.Progress`); ``ctx.warn(text)`` -- a
+  ``journal: warning:`` line after the output;
+- ``@command(..., pages=False)`` for a command that asks a question or runs
+  until stopped (the pager stays away); ``ctx.confirm(question)`` asks;
+- :mod:`journal.cli.times` (``--since 2h``, ``3 min ago``),
+  :mod:`journal.cli.pictures` (bars, histograms, ``size()``),
+  :mod:`journal.cli.summary` (a record's data in one line).
 """
 
 from __future__ import annotations
@@ -314,7 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     chosen = [m for m in MODES if getattr(args, m)]
     if len(chosen) > 1:
         parser.error(f"--{chosen[0]} and --{chosen[1]} exclude each other: choose one output")
-    terminal = Terminal(color=args.color)
+    terminal = Terminal(color=args.color, stdout_fd=_fileno(sys.stdout), stderr_fd=_fileno(sys.stderr))
     mode = chosen[0] if chosen else ("table" if terminal.is_tty else "json")
     ctx = Context(args, Output(mode, args.bytes, terminal=terminal, wrap=args.wrap), terminal)
     pipe_closed = False
@@ -342,6 +358,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if message is not None:
             _stderr(_prefix(terminal, "error") + message)
     return code
+
+
+def _fileno(stream: Any) -> int:
+    """The descriptor behind ``stream``; -1 (not a terminal) for one in memory (main() called by a program)."""
+    try:
+        return int(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        return -1
 
 
 def _flush_quietly(ctx: Context) -> None:

@@ -380,6 +380,7 @@ class Output:
             self.dump_header()
             table = self._dump_table
             assert table is not None
+        table.now_ns = time.time_ns()  # relative times stay right while --follow runs for hours
         out = [table.header()] if self._header_pending and rows else []
         self._header_pending = self._header_pending and not rows
         for r in rows:

@@ -1,7 +1,8 @@
 """Hand work on a journal, previewed (issue 16, items 5 and 6): diff for people, --dry-run, questions.
 
 Questions are asked only of a person at a terminal, so those tests run the
-command on a real pseudo-terminal and answer at its keyboard.
+command on a real pseudo-terminal and answer at its keyboard. JSON and exit
+codes are checked in-process through ``main()``.
 """
 
 from __future__ import annotations
@@ -22,13 +23,12 @@ import pytest
 from journal import Journal
 from journal.cli.app import EXIT_ERROR, EXIT_LOCKED
 from journal.state.store import StateStore
+from tests.helpers.journal_cli import journal_cmd
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run(*args: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "journal", *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60)  # fmt: skip
+run = journal_cmd  # in-process, through main(): the JSON and exit-code checks
 
 
 def lines(proc: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:

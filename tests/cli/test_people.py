@@ -1,14 +1,14 @@
 """The ``journal`` command for a person at 3 a.m. (issue 16): times people type, filters that say when
 they match nothing, pictures instead of raw numbers, and the small rough edges (items 2, 3, 4, 8).
 
-Terminal pictures are checked on a real pseudo-terminal (the ``tty`` fixture); JSON through a pipe.
+Terminal pictures are checked on a real pseudo-terminal (the ``tty`` fixture); JSON and exit codes
+in-process through ``main()`` (tests/helpers/journal_cli.py), the command's own entry point.
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -27,14 +27,13 @@ from journal.cli.times import ago, duration, parse_duration_ns, parse_time_ns
 from journal.log.storage import FORMAT_VERSION
 from journal.state.store import StateStore
 from tests.helpers import raw
+from tests.helpers.journal_cli import journal_cmd
 
 ROOT = Path(__file__).resolve().parents[2]
 NS = 1_000_000_000
 
 
-def run(*args: Any, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "journal", *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60, env=env)  # fmt: skip
+run = journal_cmd  # in-process, through main(): the JSON and exit-code checks
 
 
 def lines(proc: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:

@@ -1,4 +1,7 @@
-"""``journal compact`` tells the truth about disk space, and ``--shrink`` makes the file smaller (issue 16, item 7)."""
+"""``journal compact`` tells the truth about disk space, and ``--shrink`` makes the file smaller (issue 16, item 7).
+
+JSON and exit codes are checked in-process through ``main()``; the terminal on a real pty.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +16,12 @@ import pytest
 from journal import Journal
 from journal.cli.app import EXIT_LOCKED
 from journal.state.store import StateStore
+from tests.helpers.journal_cli import journal_cmd
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run(*args: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "journal", *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
+run = journal_cmd  # in-process, through main(): the JSON and exit-code checks
 
 
 def one(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:

@@ -17,7 +17,10 @@
    fill; no client id was ever sent twice; positions equal the exchange's
    trades; balances equal the exchange's. Exit status 0 only if all hold.
 
-Runs in a few seconds; ``--keep DIR`` keeps the journal for ``journal dump``.
+Runs in a few seconds. The journal lives in a temporary directory deleted at
+the end; ``--keep DIR`` writes it to ``DIR/bot.journal`` instead, keeps it, and
+prints the commands to look inside (``journal dump``, ``journal show`` of the
+order the crash left pending, ``journal stats``).
 """
 
 from __future__ import annotations
@@ -150,9 +153,48 @@ def check_against_exchange(sim: Any, result: dict[str, Any]) -> list[str]:
     return failures
 
 
+def _journal_command() -> str:
+    """How to run the ``journal`` command of this install, as a person would type it here."""
+    import shutil
+    from pathlib import Path
+
+    script = Path(sys.executable).with_name("journal")
+    found = shutil.which("journal")
+    if found and script.exists() and os.path.samefile(found, script):
+        return "journal"
+    if script.exists():
+        rel = os.path.relpath(script)
+        return rel if not rel.startswith("..") else str(script)
+    return f"{sys.executable} -m journal"
+
+
+def _settled_by_recovery(path: str) -> int | None:
+    """The op id of the order the crash left pending, which reconciliation committed."""
+    from journal import Journal
+
+    with Journal(path, readonly=True) as journal:
+        for rec in journal.records(kinds=["commit"], source="recovery"):
+            return rec.op
+    return None
+
+
+def _next_steps(path: str) -> list[str]:
+    journal = _journal_command()
+    shown = path if " " not in path else f"'{path}'"
+    op = _settled_by_recovery(path)
+    steps = [(f"{journal} dump {shown}", "every record: intents, commits, what recovery decided")]
+    if op is not None:
+        steps.append((f"{journal} show {shown} {op}", "the order the crash left pending, settled by recovery"))
+    steps.append((f"{journal} stats {shown}", "sizes, counts, the intent-to-commit latency"))
+    width = max(len(cmd) for cmd, _ in steps)
+    return [f"journal kept in {path}; look inside:"] + [f"  {cmd:<{width}}  # {why}" for cmd, why in steps]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m recovery.demo", description=__doc__.split("\n")[0])
-    parser.add_argument("--keep", metavar="DIR", help="write the journal into DIR (kept) instead of a temp dir")
+    parser.add_argument(
+        "--keep", metavar="DIR", help="write the journal to DIR/bot.journal and keep it (DIR is created if missing)"
+    )
     parser.add_argument("--child", choices=("trade", "recover"), help=argparse.SUPPRESS)
     parser.add_argument("--journal", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
@@ -162,6 +204,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from .sim.server import Simulator
 
+    if args.keep:
+        kept = os.path.join(args.keep, "bot.journal")
+        if os.path.exists(kept):
+            parser.error(f"{kept} exists (an earlier run's?): remove it, or give another --keep DIR")
+        os.makedirs(args.keep, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="tradejournal-demo-") as tmp:
         path = os.path.join(args.keep or tmp, "bot.journal")
         with Simulator(prices={"BTC/USDT": "30000", "ETH/USDT": "2000"}) as sim:
@@ -207,7 +254,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"   FAILED: {f}")
         print("demo OK" if not failures else "demo FAILED")
         if args.keep:
-            print(f"journal kept: journal dump {path}")
+            print("\n".join(_next_steps(path)))
+        else:
+            print("(its journal was in a temporary directory, now deleted: --keep DIR keeps it to look inside)")
         return 0 if not failures else 1
 
 

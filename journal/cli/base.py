@@ -13,16 +13,18 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
-import re
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ..errors import NotAJournalError, UnknownOperationError
+from ..errors import JournalLockedError, NotAJournalError, UnknownOperationError
 from ..log import Journal
 from ..log.record import KIND_CODES
+from ..log.storage import LOCK_FILE
 from .output import Output
+from .terminal import Terminal
+from .times import parse_time_ns
 
 __all__ = [
     "DONE",
@@ -45,9 +47,14 @@ __all__ = [
     "arg",
     "command",
     "exclusive",
+    "lock_holders",
+    "locked_message",
     "op_id",
     "open_reader",
+    "open_writer",
     "operator_name",
+    "pid_alive",
+    "processes_with_open",
     "parse_seq",
     "parse_time_ns",
     "resolve_seq",
@@ -109,6 +116,8 @@ class Command:
     arguments: tuple[Arg | Exclusive, ...] = ()
     needs_path: bool = True
     description: str = ""
+    #: Output may go through the pager on a terminal (not for commands that ask a question).
+    pages: bool = True
 
 
 def command(
@@ -119,12 +128,14 @@ def command(
     arguments: Sequence[Arg | Exclusive] = (),
     needs_path: bool = True,
     description: str = "",
+    pages: bool = True,
 ) -> Callable[[Callable[[Context], int]], Command]:
     """Make ``fn(ctx) -> exit code`` the :class:`Command` ``journal NAME``.
 
     ``help`` is one line; ``example`` a full command line (both are required:
     a test checks every command has them). Commands get the journal ``PATH``
-    positional (unless ``needs_path=False``) and the shared output options.
+    positional (unless ``needs_path=False``) and the shared output options;
+    ``pages=False`` keeps the pager away (a command that asks for confirmation).
     Nothing is registered as a side effect: each command module lists its
     commands in its ``COMMANDS``, and :mod:`journal.cli.app` imports those
     modules explicitly.
@@ -133,7 +144,7 @@ def command(
         raise ValueError(f"command {name!r} needs help text and an example")
 
     def make(fn: Callable[[Context], int]) -> Command:
-        return Command(name, help, example, fn, tuple(arguments), needs_path, description)
+        return Command(name, help, example, fn, tuple(arguments), needs_path, description, pages)
 
     return make
 
@@ -168,12 +179,32 @@ def verify_check(name: str) -> Callable[[Callable[[Journal], CheckResult]], Chec
 
 
 class Context:
-    """What a command gets: parsed ``args``, the ``out``put, and lazily opened journals."""
+    """What a command gets: parsed ``args``, the ``out``put, the ``terminal``, and lazily opened journals."""
 
-    def __init__(self, args: argparse.Namespace, out: Output) -> None:
+    def __init__(self, args: argparse.Namespace, out: Output, terminal: Terminal | None = None) -> None:
         self.args = args
         self.out = out
+        self.terminal = terminal if terminal is not None else Terminal(color="never")
         self._reader: Journal | None = None
+        #: Warnings for stderr, printed once the output (and the pager) is done.
+        self.warnings: list[str] = []
+
+    def warn(self, message: str) -> None:
+        """A ``journal: warning: ...`` line on stderr, after the output (so it is not lost in the pager)."""
+        self.warnings.append(message)
+
+    def confirm(self, question: str) -> bool:
+        """Ask a person at a terminal (``--yes`` skips); without a terminal there is no one to ask: yes."""
+        if getattr(self.args, "yes", False) or not self.terminal.interactive:
+            return True
+        self.out.flush()
+        try:
+            sys.stderr.write(f"{question} [y/N] ")
+            sys.stderr.flush()
+            answer = sys.stdin.readline()
+        except (OSError, ValueError):
+            return False
+        return answer.strip().lower() in ("y", "yes")
 
     @property
     def path(self) -> str:
@@ -202,6 +233,87 @@ def open_reader(path: str) -> Journal:
     return Journal(path, readonly=True, verify_on_open="none")
 
 
+def processes_with_open(path: str, names: Sequence[str]) -> list[tuple[int, str]]:
+    """``(pid, command line)`` of every process with one of the files ``names`` in ``path`` open (via /proc)."""
+    wanted = set()
+    for name in names:
+        try:
+            st = os.stat(os.path.join(path, name))
+        except OSError:
+            continue
+        wanted.add((st.st_dev, st.st_ino))
+    found: list[tuple[int, str]] = []
+    if not wanted:
+        return found
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        fd_dir = f"/proc/{entry}/fd"
+        try:
+            for fd in os.listdir(fd_dir):
+                try:
+                    st = os.stat(f"{fd_dir}/{fd}")
+                except OSError:
+                    continue
+                if (st.st_dev, st.st_ino) in wanted:
+                    found.append((int(entry), _cmdline(int(entry))))
+                    break
+        except OSError:  # gone meanwhile, or not ours to look at
+            continue
+    return found
+
+
+def lock_holders(path: str) -> list[tuple[int, str]]:
+    """``(pid, command line)`` of every process with the journal's writer lock file open.
+
+    The lock is an ``flock``: it belongs to the open file, so a process that
+    inherited it (forked by native code without exec: Python's own forks close
+    their copy) keeps it after the bot itself has gone -- while the lock file and ``/proc/locks`` still name the
+    bot's pid. Scanning ``/proc/*/fd`` finds the processes that really hold it.
+    """
+    return processes_with_open(path, (LOCK_FILE,))
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()[:80] or "?"
+    except OSError:
+        return "?"
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def locked_message(path: str, pid: int | None, what: str) -> str:
+    """Why the writer lock could not be had, naming the process to stop (see :func:`lock_holders`)."""
+    if pid and not pid_alive(pid):
+        holders = [h for h in lock_holders(path) if h[0] != os.getpid()]
+        who = ", ".join(f"pid {p} ({cmd})" for p, cmd in holders) or "a process this user cannot see (try as root)"
+        return (
+            f"{path}: journal is held by pid {pid}, which has exited; its lock lives on in {who}, which it "
+            f"started without exec and which kept the lock file open: stop that process before {what}"
+        )
+    who = f"pid {pid}" if pid else "another process"
+    return f"{path}: journal is held by {who} (a running bot?); stop it before {what}"
+
+
+def open_writer(ctx: Context, what: str) -> Journal:
+    """The journal opened for writing (the command's reader closed first); a clear exit 4 if a bot holds it."""
+    ctx.close()
+    try:
+        return Journal(ctx.path)
+    except JournalLockedError as exc:
+        raise CliError(locked_message(ctx.path, exc.pid, what), EXIT_LOCKED) from None
+
+
 def operator_name() -> str:
     try:
         return getpass.getuser()
@@ -224,31 +336,6 @@ def parse_seq(text: str) -> int:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a sequence number (an integer; negative counts from the end, -1 is the last)"
         ) from None
-
-
-_TIME_RE = re.compile(r"^(?P<main>[^.]*)(?:\.(?P<frac>\d{1,9}))?(?P<tz>Z|[+-]\d\d:?\d\d)?$")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def parse_time_ns(text: str) -> int:
-    """ISO-8601 (UTC unless an offset is given) or integer nanoseconds -> nanoseconds since the epoch."""
-    s = text.strip()
-    if s.isdigit():
-        return int(s)
-    m = _TIME_RE.match(s)
-    try:
-        if m is None:
-            raise ValueError(s)
-        dt = datetime.fromisoformat(m["main"] + (m["tz"] or ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a time: give ISO-8601 UTC like 2026-05-09T12:00:00Z (or 2026-05-09) "
-            "or integer nanoseconds since the epoch"
-        ) from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    frac = (m["frac"] or "").ljust(9, "0")
-    return (dt - _EPOCH) // timedelta(seconds=1) * 1_000_000_000 + int(frac or 0)
 
 
 DONE = {"commit": "committed", "abort": "aborted"}

@@ -24,6 +24,7 @@ next sequence number after the last one seen never misses or repeats a record.
 
 from __future__ import annotations
 
+import difflib
 import os
 import signal
 import sys
@@ -45,6 +46,7 @@ from ..log.record import (
     check,
     checked_header,
     kind_of,
+    ts_of,
 )
 from ..log.storage import LOCK_FILE
 from .base import (
@@ -202,6 +204,9 @@ class Dumper:
         self.first_damaged: int | None = None
         self.following = False
         self.passed_until = False  # a record after --until was seen: following can stop
+        #: Types and symbols of the records a --type / --symbol filter looked at (matched or not).
+        self.seen_types: set[str] = set()
+        self.seen_symbols: set[str] = set()
 
     # -- the hot loop ----------------------------------------------------------
 
@@ -211,6 +216,7 @@ class Dumper:
         want_op, symbol, pending = f.op, f.symbol, f.pending
         growing = pending is not None and self.following
         client_id = self.reader.client_ids()  # per chunk: the reader may have reopened
+        seen_types, seen_symbols = self.seen_types, self.seen_symbols
         out: list[Any] = []
         append = out.append
         for key, value in pairs:
@@ -249,8 +255,10 @@ class Dumper:
             if type(src) is not str:
                 append(self._damaged(key, value, f"record at seq {seq}: source is not a string"))
                 continue
-            if types is not None and type_ not in types:
-                continue
+            if types is not None:
+                seen_types.add(type_)  # to name the types that exist when a --type matches none
+                if type_ not in types:
+                    continue
             if sources is not None and src not in sources:
                 continue
             if want_op is not None and op != want_op:
@@ -261,8 +269,13 @@ class Dumper:
                 elif op not in pending:
                     continue
             data = body.get("d")
-            if symbol is not None and (type(data) is not dict or data.get("symbol") != symbol):
-                continue
+            if symbol is not None:
+                sym = data.get("symbol") if type(data) is dict else None
+                if sym != symbol:
+                    if type(sym) is str:
+                        seen_symbols.add(sym)
+                    continue
+                seen_symbols.add(sym)
             extra = None
             if len(body) - ("d" in body) - ("op" in body) - ("src" in body) > 1:  # keys a newer version wrote
                 extra = {k: v for k, v in body.items() if k not in KNOWN_BODY_KEYS}
@@ -451,7 +464,7 @@ def dump_cmd(ctx: Context) -> int:
         pending=set(reader.pending_ops()) if a.pending else None,
     )
     out = ctx.out
-    out.dump_header()
+    out.dump_header(last_seq)
     dumper = Dumper(reader, filters, out.dump_rows)
     waker = None
     if a.follow:  # Ctrl-C (or SIGTERM) is how a follow ends: exit cleanly
@@ -471,6 +484,9 @@ def dump_cmd(ctx: Context) -> int:
         if waker is not None:
             waker.close()
         ctx.adopt(reader.journal)  # the reader may have reopened: close the live one
+    if not a.follow:
+        for warning in filter_warnings(a, dumper, out.dumped, journal):
+            ctx.warn(warning)
     damaged = dumper.damaged + out.unprintable
     if damaged:
         out.flush()
@@ -481,6 +497,71 @@ def dump_cmd(ctx: Context) -> int:
             EXIT_DAMAGED,
         )
     return EXIT_OK
+
+
+def _names(values: set[str], limit: int = 12) -> str:
+    shown = sorted(values)[:limit]
+    more = f", ... ({len(values) - limit} more)" if len(values) > limit else ""
+    return ", ".join(shown) + more if shown else "none"
+
+
+def _suggest(value: str, known: set[str]) -> str:
+    """`` (did you mean X?)`` for a close or differently written value (``BTCUSDT`` for ``BTC/USDT``)."""
+
+    def plain(s: str) -> str:
+        return "".join(ch for ch in s.upper() if ch.isalnum())
+
+    same = sorted(k for k in known if plain(k) == plain(value))
+    close = same or difflib.get_close_matches(value, sorted(known), n=1, cutoff=0.8)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def filter_warnings(a: Any, dumper: Dumper, printed: int, journal: Journal) -> list[str]:
+    """What to tell a person whose filter matched nothing: the values that do exist, the journal's span.
+
+    A ``--type`` or ``--symbol`` value that no record had is almost always a
+    typo (``plcae_order``, ``BTCUSDT`` for ``BTC/USDT``): name the values the
+    scanned records have. When each value exists but nothing matched them all,
+    say that, and the time span when a --since/--until was given.
+    """
+    scoped = any(getattr(a, k) is not None for k in ("start", "stop", "since", "until", "kinds", "op")) or a.pending
+    where = "in the records selected" if scoped else "in this journal"
+    out = []
+    for t in a.types or ():
+        if t not in dumper.seen_types:
+            out.append(
+                f"no record of type {t!r}; types {where}: {_names(dumper.seen_types)}{_suggest(t, dumper.seen_types)}"
+            )
+    if a.symbol is not None and a.symbol not in dumper.seen_symbols:
+        if a.types:
+            where = f"{where} of type {', '.join(a.types)}"
+        out.append(
+            f"no record with symbol {a.symbol!r}; symbols {where}: {_names(dumper.seen_symbols)}"
+            f"{_suggest(a.symbol, dumper.seen_symbols)}"
+        )
+    if out or printed or dumper.damaged:
+        return out
+    given = []
+    for flag, key in (("--from", "start"), ("--to", "stop"), ("--since", "since"), ("--until", "until"),
+                      ("--type", "types"), ("--kind", "kinds"), ("--op", "op"), ("--symbol", "symbol")):  # fmt: skip
+        value = getattr(a, key)
+        if value is None:
+            continue
+        if key in ("since", "until"):
+            value = iso_ns(value)
+        given += [f"{flag} {v}" for v in value] if isinstance(value, list) else [f"{flag} {value}"]
+    if a.pending:
+        given.append("--pending")
+    if not given:
+        return ["the journal holds no records" + (" (all compacted)" if journal.last_seq else "")]
+    span = ""
+    if a.since is not None or a.until is not None:
+        first, last = journal.first_seq, journal.last_seq
+        stamps = [ts_of(raw.value, raw.seq) for raw in journal.get_raw([s for s in (first, last) if s is not None])]
+        if stamps:
+            span = f"; its records span {iso_ns(min(stamps))} .. {iso_ns(max(stamps))} (times are UTC)"
+    together = " together" if len(given) > 1 else ""
+    return [f"no record matches {' '.join(given)}{together}{span}"]
 
 
 COMMANDS = (dump_cmd,)

@@ -6,13 +6,30 @@ import os
 import time
 from typing import Any
 
-from ..errors import CorruptionError
+from ..errors import CorruptionError, DecodeError
 from ..log import Journal
-from ..log.record import INTENT, kind_of, ts_of
+from ..log.codec import decode_display
+from ..log.record import ABORT, COMMIT, INTENT, KIND_NAMES, body_of, kind_of, ts_of
 from . import state as state_commands
-from .base import EXIT_DAMAGED, EXIT_OK, CheckResult, CliError, Context, arg, command, open_reader, verify_check
+from .base import (
+    EXIT_DAMAGED,
+    EXIT_OK,
+    CheckResult,
+    CliError,
+    Context,
+    arg,
+    command,
+    lock_holders,
+    locked_message,
+    open_reader,
+    pid_alive,
+    verify_check,
+)
 from .dump import LogReader, writer_pid
 from .output import iso_ns, ms
+from .pictures import glyphs_for, histogram, latency_summary, size, when
+from .terminal import Progress
+from .times import duration
 
 __all__ = ["CHECKS", "COMMANDS", "backup_cmd", "stats_cmd", "verify_cmd"]
 
@@ -120,16 +137,69 @@ def backup_cmd(ctx: Context) -> int:
     return EXIT_OK
 
 
+def _scan(reader: LogReader, progress: Progress | None = None) -> tuple[dict[str, int], dict[str, list[float]]]:
+    """Records per kind, and intent-to-outcome latencies in ms, in one pass over the log.
+
+    Latencies come from the log's own timestamps: the writer stamps a record
+    when it is submitted, so intent -> commit is the bot's whole wait (the
+    intent's sync, the exchange's answer) as the journal saw it. Only the
+    outcomes' bodies are decoded (for their op id); intents waiting for an
+    outcome are the only memory held.
+    """
+    counts = dict.fromkeys(KIND_NAMES.values(), 0)
+    waiting: dict[int, int] = {}
+    latencies: dict[str, list[float]] = {"commit": [], "abort": []}
+    done = 0
+    for chunk in reader.scan(0, None):
+        done += len(chunk)
+        if progress is not None:
+            progress.update(done)
+        for raw in chunk:
+            try:
+                kind = kind_of(raw.value, raw.seq)
+                ts = ts_of(raw.value, raw.seq)
+            except CorruptionError:
+                counts["unknown"] = counts.get("unknown", 0) + 1
+                continue
+            name = KIND_NAMES.get(kind, "unknown")
+            counts[name] = counts.get(name, 0) + 1
+            if kind == INTENT:
+                waiting[raw.seq] = ts
+            elif kind in (COMMIT, ABORT):
+                try:
+                    body = decode_display(body_of(raw.value, raw.seq))
+                except (CorruptionError, DecodeError):
+                    continue
+                op = body.get("op") if type(body) is dict else None
+                began = waiting.pop(op, None) if type(op) is int else None
+                if began is not None:
+                    latencies[name].append((ts - began) / 1e6)
+    return counts, latencies
+
+
+def _writer_text(path: str, holder: int | None, holders: list[int]) -> str:
+    if holder is None:
+        return "none (no bot holds the journal)"
+    if pid_alive(holder):
+        return f"pid {holder} holds the journal"
+    return locked_message(path, holder, "writing").removeprefix(f"{path}: ")
+
+
 @command(
     "stats",
-    help="sizes, record counts per kind, pending operations and their age, as a reader sees them",
+    help="sizes, records per kind, pending operations, and the intent-to-commit latency from the log's times",
     example="journal stats bot.journal --json",
-    description="Append and sync latency percentiles are known only to the writing process (Journal.stats()).",
+    description=(
+        "Latency here is the time from an operation's intent to its commit (or abort), from the writer's own\n"
+        "time stamps in the log: what the bot waited, whole. The writer's append and sync percentiles of\n"
+        "the running process are in the bot (Journal.stats(), StateManager.health())."
+    ),
 )
 def stats_cmd(ctx: Context) -> int:
     journal = ctx.reader()
     reader = LogReader(ctx.path, journal)
-    counts = reader.kind_counts()
+    with ctx.terminal.progress("reading the log", journal.last_seq - journal.base_seq) as progress:
+        counts, latencies = _scan(reader, progress)
     journal = ctx.adopt(reader.journal)
     stats = journal.stats()
     with journal.read_tables() as tables:
@@ -138,13 +208,18 @@ def stats_cmd(ctx: Context) -> int:
     oldest = None
     for raw in journal.get_raw(pending[:1]):
         oldest = ts_of(raw.value, raw.seq)
+    now = time.time_ns()
+    file_bytes = os.path.getsize(os.path.join(ctx.path, "data.mdb"))
+    holder = writer_pid(ctx.path)
+    holders = [pid for pid, _ in lock_holders(ctx.path)] if holder is not None else []
+    latency = {f"intent_to_{k}": latency_summary(v) for k, v in latencies.items()}
     row: dict[str, Any] = {
         "path": ctx.path,
         "journal_id": journal.journal_id,
         "format_version": journal.meta.get("format_version"),
         "created": iso_ns(journal.meta.get("created_ns")),
         "lmdb_engine": journal.meta.get("lmdb_engine"),
-        "file_bytes": os.path.getsize(os.path.join(ctx.path, "data.mdb")),
+        "file_bytes": file_bytes,
         "used_bytes": stats["used_bytes"],
         "map_size": stats["map_size"],
         "records": stats["records"],
@@ -153,13 +228,42 @@ def stats_cmd(ctx: Context) -> int:
         "counts": counts,
         "pending": len(pending),
         "oldest_pending_op": pending[0] if pending else None,
-        "oldest_pending_age_ms": ms(time.time_ns() - oldest) if oldest is not None else None,
+        "oldest_pending_age_ms": ms(now - oldest) if oldest is not None else None,
         "snapshots": snapshots,
         "last_txnid": stats["last_txnid"],
-        "writer_pid": writer_pid(ctx.path),
-        "latency": "known only to the writer: Journal.stats() in the bot",
+        "writer_pid": holder,
+        "lock_holders": holders,
+        "latency": latency,
     }
-    ctx.out.objects([row])
+    out = ctx.out
+    if out.mode != "table":
+        out.objects([row])
+        return EXIT_OK
+    st = out.style
+    g = glyphs_for(ctx.terminal.unicode)
+    created = journal.meta.get("created_ns")
+    kinds = ", ".join(f"{n:,} {k}" for k, n in counts.items() if n)
+    people = {
+        "journal": f"{ctx.path}  (id {journal.journal_id}, format {row['format_version']}, LMDB {row['lmdb_engine']})",
+        "created": when(created, now) if created else "-",
+        "size": f"{size(file_bytes)} on disk, {size(stats['used_bytes'])} of it reached by LMDB, "
+        f"map {size(stats['map_size'])}",
+        "records": f"{stats['records']:,} (seq {journal.first_seq}..{journal.last_seq}): {kinds or 'none'}",
+        "pending": (
+            f"{len(pending)}, the oldest op {pending[0]}, {duration(now - oldest)} old"
+            if pending and oldest is not None
+            else "none"
+        ),  # fmt: skip
+        "snapshots": f"{snapshots}",
+        "writer": _writer_text(ctx.path, holder, holders),
+    }
+    out.objects([people])
+    lines = [""]
+    for key, title in (("commit", "intent -> commit"), ("abort", "intent -> abort")):
+        summary = latency[f"intent_to_{key}"]
+        if summary["count"] or key == "commit":
+            lines += histogram(f"{title} latency, from the log's time stamps", summary, st, g)
+    out.write_lines(lines)
     return EXIT_OK
 
 

@@ -1,7 +1,13 @@
 """How the ``journal`` command prints: JSON lines for machines, tables for people.
 
-JSON output (``--json``, the default when stdout is not a terminal) is one
-object per line, UTF-8. Values that JSON has no type for:
+Modes (one of ``--json``, ``--table``, ``--csv``, ``--line``): JSON lines
+are the default when stdout is not a terminal, a table when it is. A table is
+fitted to the terminal (:mod:`journal.cli.layout`); ``--line`` prints every
+field of each row on a line of its own (like sqlite3's ``.mode line``), for
+rows too wide for any terminal; ``--csv`` writes a header and one row per
+line (nested values as JSON), for spreadsheets.
+
+JSON output is one object per line, UTF-8. Values that JSON has no type for:
 
 - ``Decimal`` becomes a string in plain notation, exactly (``"0.00100000"``,
   never a float and never ``1E-3``);
@@ -21,9 +27,10 @@ encoder). The speed of this path is measured in ``bench/bench_cli.py``.
 from __future__ import annotations
 
 import base64
+import csv
 import functools
+import io
 import json
-import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -31,9 +38,14 @@ from decimal import Decimal
 from json import encoder as _json_encoder
 from typing import Any, BinaryIO
 
+from .layout import FLEX_MIN, Column, as_column, fit, shorten, wrap
+from .summary import DumpTable
+from .terminal import Style, Terminal
+from .times import ago
+
 __all__ = [
+    "MODES",
     "Output",
-    "age_text",
     "ms",
     "record_dict",
     "Row",
@@ -153,35 +165,51 @@ def ms(ns: int) -> float:
     return round(ns / 1e6, 3)
 
 
-def age_text(age_ms: float) -> str:
-    """``"42.0s"``, ``"3.5m"``, ``"2.0h"``, ``"3.1d"``."""
-    s = age_ms / 1000
-    if s < 120:
-        return f"{s:.1f}s"
-    if s < 7200:
-        return f"{s / 60:.1f}m"
-    if s < 172800:
-        return f"{s / 3600:.1f}h"
-    return f"{s / 86400:.1f}d"
+MODES = ("json", "table", "csv", "line")
 
 
 class Output:
-    """Where a command prints, in the mode the user chose.
+    """Where a command prints, in the mode the user chose (``json``, ``table``, ``csv`` or ``line``).
 
-    ``json``: one object per line. Otherwise a table for people. Writes go to
-    the binary stdout in as few calls as possible.
+    Writes go to the binary stdout in as few calls as possible. ``terminal``
+    says how wide a table may be and whether it is coloured; without one
+    (tests, a file) nothing is cut and nothing coloured.
     """
 
-    def __init__(self, as_json: bool, bytes_mode: str = "base64", stream: BinaryIO | None = None) -> None:
-        self.json = as_json
+    def __init__(
+        self,
+        mode: str | bool = "json",
+        bytes_mode: str = "base64",
+        stream: BinaryIO | None = None,
+        *,
+        terminal: Terminal | None = None,
+        wrap: bool = False,
+    ) -> None:
+        if isinstance(mode, bool):  # the old Output(as_json) form
+            mode = "json" if mode else "table"
+        if mode not in MODES:
+            raise ValueError(f"output mode {mode!r} is not one of {MODES}")
+        self.mode = mode
+        #: JSON lines (the machine form); ``people`` is its opposite for table and line modes.
+        self.json = mode == "json"
+        self.people = mode in ("table", "line")
         self.bytes_mode = bytes_mode
         self.encode = json_encoder(bytes_mode)
         self.stream: BinaryIO = stream if stream is not None else sys.stdout.buffer
-        # Truncate table lines to the terminal's width; never when writing to a file or pipe.
-        self.width = shutil.get_terminal_size().columns if self.stream.isatty() else 1 << 30
+        self.terminal = terminal
+        # Fit tables to the terminal's width; never when writing to a file or pipe.
+        self.width = terminal.width if terminal is not None else 1 << 30
+        self.style = terminal.style if terminal is not None else Style(False)
+        self.ellipsis = "…" if terminal is None or terminal.unicode else "~"
+        self.wrap = wrap
         self._strings: dict[str | None, str] = {}
+        self._dump_table: DumpTable | None = None
+        self._csv_header_done = False
+        self._header_pending = False
         #: Rows whose data JSON cannot express, printed as damaged (counts as damage).
         self.unprintable = 0
+        #: Rows printed by :meth:`dump_rows` (0: a filter matched nothing).
+        self.dumped = 0
 
     # -- plain writing -------------------------------------------------------
 
@@ -200,31 +228,111 @@ class Output:
     def flush(self) -> None:
         self.stream.flush()
 
+    def text(self, lines: Sequence[str]) -> None:
+        """Lines for people only (a title, a picture); nothing in JSON or CSV."""
+        if self.people:
+            self.write_lines(lines)
+
+    def prose(self, text: str, role: str | None = None, indent: str = "") -> list[str]:
+        """``text`` wrapped to the terminal's width (painted as ``role``), as lines."""
+        width = min(self.width, 1 << 16) - len(indent)
+        return [indent + self.style(line, role) for line in wrap(text, width)]
+
+    # -- objects and tables --------------------------------------------------------
+
     def objects(self, objs: Iterable[dict[str, Any]]) -> None:
-        """JSON: one line per object. Table: ``key  value`` blocks, one per object."""
+        """JSON: one line per object. CSV: a header and a row each. Else ``key  value`` blocks, one per object."""
+        objs = list(objs)
         if self.json:
             self.write_lines([self.encode(o) for o in objs])
+            return
+        if self.mode == "csv":
+            keys = list(dict.fromkeys(k for o in objs for k in o))
+            self._csv(keys, [[o.get(k) for k in keys] for o in objs])
             return
         lines: list[str] = []
         for o in objs:
             if lines:
                 lines.append("")
-            keyw = max((len(k) for k in o), default=0)
-            for k, v in o.items():
-                lines.append(f"{k:<{keyw}}  {self.cell(v)}")
+            lines += self._block(o)
         self.write_lines(lines)
 
-    def table(self, columns: Sequence[tuple[str, str]], rows: Sequence[dict[str, Any]]) -> None:
-        """JSON: each row dict on a line. Table: aligned ``columns`` (header, key); the last is not padded."""
+    def _block(self, o: dict[str, Any], align: str = "<") -> list[str]:
+        """``key  value`` lines (``--line``: right-aligned ``key = value``, as sqlite3's line mode); long values wrap."""
+        keyw = max((len(k) for k in o), default=0)
+        sep = " = " if align == ">" else "  "
+        room = self.width - keyw - len(sep)
+        lines = []
+        for k, v in o.items():
+            text = self.cell(v)
+            if k == "time" and isinstance(o.get("ts_ns"), int):
+                text += f" ({ago(o['ts_ns'])})"
+            name = f"{k:{align}{keyw}}"
+            chunks = wrap(text, room) if len(text) > room and room >= FLEX_MIN else [text]
+            lines.append(f"{self.style(name, 'dim')}{sep}{chunks[0]}")
+            lines += [" " * (keyw + len(sep)) + c for c in chunks[1:]]
+        return lines
+
+    def table(self, columns: Sequence[Column | tuple[str, str]], rows: Sequence[dict[str, Any]]) -> None:
+        """JSON: each row dict on a line. CSV: the columns' keys. Line: every field. Table: fitted ``columns``."""
         if self.json:
             self.write_lines([self.encode(r) for r in rows])
             return
-        cells = [[self.cell(r.get(key)) for _, key in columns] for r in rows]
-        widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, (h, _) in enumerate(columns)]
-        lines = ["  ".join(h.ljust(w) for (h, _), w in zip(columns, widths, strict=True)).rstrip()]
-        for c in cells:
-            lines.append("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)).rstrip())
-        self.write_lines([self._fit(line) for line in lines])
+        cols = [as_column(c) for c in columns]
+        if self.mode == "csv":
+            keys = [c.key for c in cols]
+            self._csv(keys, [[r.get(k) for k in keys] for r in rows])
+            return
+        if self.mode == "line":
+            lines: list[str] = []
+            for r in rows:
+                if lines:
+                    lines.append("")
+                lines += self._block(r, ">")
+            self.write_lines(lines)
+            return
+        cells = [[self.cell(r.get(c.key)) for c in cols] for r in rows]
+        natural = [max([len(c.header)] + [len(row[i]) for row in cells]) for i, c in enumerate(cols)]
+        fitted = fit(cols, natural, self.width)
+        keep, widths = fitted.keep, fitted.widths
+        st, ell = self.style, self.ellipsis
+
+        def pad(i: int, text: str) -> str:
+            c = cols[i]
+            w = widths[i]
+            if len(text) > w:
+                text = shorten(text, w, c.shorten or "end", ell)
+            return f"{text:{c.align}{w}}"
+
+        last = keep[-1]
+        flex = next((i for i in keep if cols[i].flex), None)
+        indent = 0 if flex is None else sum(widths[i] + 2 for i in keep[: keep.index(flex)])
+        lines = [st("  ".join(pad(i, cols[i].header) if i != last else cols[i].header for i in keep), "bold")]
+        for r, row in zip(rows, cells, strict=True):
+            parts = []
+            more: list[str] = []
+            for i in keep:
+                text = row[i]
+                if i == flex and self.wrap and len(text) > widths[i]:
+                    text, *more = wrap(text, widths[i])
+                cell = pad(i, text) if (i != last or len(text) > widths[i]) else text
+                paint = cols[i].paint
+                parts.append(st(cell, paint(r) if paint else None))
+            lines.append("  ".join(parts).rstrip())
+            lines += [" " * indent + m for m in more]
+        if fitted.dropped:
+            hidden = ", ".join(fitted.dropped)
+            lines += self.prose(f"({hidden} hidden to fit {self.width} columns; --line shows every field)", "dim")
+        self.write_lines(lines)
+
+    def _csv(self, keys: Sequence[str], rows: Sequence[Sequence[Any]], header: bool = True) -> None:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        if header:
+            w.writerow(keys)
+        for row in rows:
+            w.writerow(["" if v is None else self.cell(v) for v in row])
+        self.write(buf.getvalue().encode("utf-8", "backslashreplace"))
 
     def cell(self, value: Any) -> str:
         if value is None:
@@ -238,20 +346,50 @@ class Output:
         except (TypeError, ValueError):
             return repr(value)
 
-    def _fit(self, line: str) -> str:
-        return line if len(line) <= self.width else line[: max(self.width - 1, 20)] + "…"
-
     # -- dump rows -------------------------------------------------------------
 
-    TABLE_HEADER = f"{'SEQ':>9}  {'TIME (UTC)':<23}  {'KIND':<7} {'TYPE':<16} {'OP':>9}  {'SOURCE':<8} DATA"
-
-    def dump_header(self) -> None:
-        if not self.json:
-            self.write_lines([self.TABLE_HEADER])
+    def dump_header(self, last_seq: int = 0) -> None:
+        """Prepare the dump's output; the header line is printed with the first row (none if nothing matches)."""
+        if self.mode == "table":
+            self._dump_table = DumpTable(
+                self.width, last_seq, self.encode, self.style, wrap_data=self.wrap, ellipsis=self.ellipsis
+            )
+            self._header_pending = True
+        elif self.mode == "csv":
+            self._header_pending = True
 
     def dump_rows(self, rows: Sequence[Row], prefix: str = "") -> None:
         """Print dump rows (``prefix`` is unused; rows carry their client ids)."""
-        self.write_lines(self._json_lines(rows) if self.json else [self._table_line(r) for r in rows])
+        self.dumped += len(rows)
+        if self.json:
+            self.write_lines(self._json_lines(rows))
+            return
+        if self.mode == "csv":
+            self._csv(_DUMP_KEYS, [self._dump_csv_row(r) for r in rows], header=self._header_pending)
+            self._header_pending = False
+            return
+        if self.mode == "line":
+            lines: list[str] = []
+            for r in rows:
+                lines.append("")
+                lines += self._block(_flat(row_dict(r, self.bytes_mode)), ">")
+            self.write_lines(lines[1:] if self.dumped == len(rows) else lines)
+            return
+        table = self._dump_table
+        if table is None:
+            self.dump_header()
+            table = self._dump_table
+            assert table is not None
+        table.now_ns = time.time_ns()  # relative times stay right while --follow runs for hours
+        out = [table.header()] if self._header_pending and rows else []
+        self._header_pending = self._header_pending and not rows
+        for r in rows:
+            out += table.lines(r)
+        self.write_lines(out)
+
+    def _dump_csv_row(self, row: Row) -> list[Any]:
+        d = row_dict(row, self.bytes_mode)
+        return [d.get(k) for k in _DUMP_KEYS]
 
     def _json_lines(self, rows: Sequence[Row]) -> list[str]:
         # The hot path of `journal dump --json`: fixed fields by f-string, only
@@ -296,15 +434,18 @@ class Output:
             )
         return out
 
-    def _table_line(self, row: Row) -> str:
-        seq, ts, kind, type_, op, _cid, src, data, extra, problem, _raw = row
-        if problem is not None:
-            return self._fit(f"{seq:>9}  DAMAGED: {problem}")
-        when = (iso_ns(ts) or "")[:23].replace("T", " ")
-        text = self.cell(data)
-        if extra:
-            text += " extra=" + self.cell(extra)
-        return self._fit(
-            f"{seq:>9}  {when:<23}  {kind or '-':<7} {type_ or '-':<16} {'-' if op is None else op:>9}  "
-            f"{src or '-':<8} {text}"
-        )
+
+#: The columns of ``journal dump --csv`` (``data`` and ``extra`` as JSON).
+_DUMP_KEYS = ("seq", "time", "ts_ns", "kind", "type", "op", "client_id", "source", "data", "extra", "checksum", "raw")
+
+
+def _flat(row: dict[str, Any]) -> dict[str, Any]:
+    """A dump row for ``--line``: ``data``'s fields one level up (``data.symbol``), the rest as they are."""
+    out: dict[str, Any] = {}
+    for k, v in row.items():
+        if k == "data" and type(v) is dict and v:
+            for dk, dv in v.items():
+                out[f"data.{dk}"] = dv
+        else:
+            out[k] = v
+    return out

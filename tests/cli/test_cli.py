@@ -267,7 +267,7 @@ def test_show_timeline_with_durations(built: tuple[Path, dict[str, Any]]) -> Non
     by_client_id = lines(run("show", path, cid(ids, ids["e"]), "--json"))
     assert [(r["kind"], r["source"]) for r in by_client_id] == [("intent", "bot"), ("commit", "recovery")]
     table = run("show", path, ids["c"], "--table").stdout
-    assert "PENDING" in table.splitlines()[0]
+    assert "PENDING" in "\n".join(table.splitlines()[:4])
 
 
 def test_pending_oldest_first_with_age(built: tuple[Path, dict[str, Any]]) -> None:
@@ -521,7 +521,7 @@ def test_bad_input_is_one_line_and_nonzero(built: tuple[Path, dict[str, Any]], t
     assert_one_line_error(
         run("dump", path, "--since", "2026-02-01", "--until", "2026-01-01"), EXIT_ERROR, "after --until"
     )
-    assert_one_line_error(run("dump", path, "--since", "yesterday"), EXIT_USAGE, "not a time")
+    assert_one_line_error(run("dump", path, "--since", "last tuesday"), EXIT_USAGE, "not a time")
     assert_one_line_error(run("dump", path, "--op", 12345), EXIT_ERROR, "no operation 12345")
     assert_one_line_error(run("nonsense"), EXIT_USAGE, "invalid choice")
 

@@ -59,11 +59,40 @@ def test_state_now_at_seq_and_at_snapshot(journal_path: Path) -> None:
 
 
 def test_diff_between_points(journal_path: Path) -> None:
-    out = lines(run("diff", str(journal_path), "snap:10", "now", "--json"))[0]
-    assert out["summary"] == {"custom": {"added": 0, "removed": 0, "changed": 7}}
-    assert out["changes"]["custom"]["changed"]["k0"]["i"] == {"old": 7, "new": 28}
+    out = lines(run("diff", str(journal_path), "snap:10", "now", "--json"))
+    head, changes = out[0], out[1:]
+    assert head == {"change": "summary", "from": "snap:10", "to": "now", "from_seq": 10, "to_seq": 30,
+                    "sections": {"custom": {"added": 0, "removed": 0, "changed": 7}}}  # fmt: skip
+    assert {"section": "custom", "key": "k0", "change": "changed", "field": "i", "old": 7, "new": 28} in changes
+    assert {(c["key"], c["field"]) for c in changes} == {(f"k{i}", f) for i in range(7) for f in ("i", "v")}
     bad = run("diff", str(journal_path), "bogus", "now")
     assert bad.returncode != 0 and "is not a point" in bad.stderr
+
+
+def test_diff_lines_added_removed_and_nested_fields(tmp_path: Path) -> None:
+    path = tmp_path / "j"
+    with Journal(path) as j:
+        s = StateStore(j)
+        s.set("orders", "a", {"status": "open", "fee": {"cost": D("0.1"), "currency": "USDT"}, "trades": []})
+        s.set("orders", "b", {"status": "open"})
+        s.set("orders", "a", {"status": "closed", "fee": {"cost": D("0.2"), "currency": "USDT"}, "trades": [1]})
+        s.set("orders", "b", None)
+        s.set("orders", "c", {"status": "open", "extra": 1})
+    changes = lines(run("diff", str(path), "2", "now", "--json"))[1:]
+    assert changes == [
+        {"section": "orders", "key": "c", "change": "added", "value": {"status": "open", "extra": 1}},
+        {"section": "orders", "key": "b", "change": "removed", "value": {"status": "open"}},
+        {"section": "orders", "key": "a", "change": "changed", "field": "status", "old": "open", "new": "closed"},
+        {"section": "orders", "key": "a", "change": "changed", "field": "fee.cost", "old": "0.1", "new": "0.2"},
+        {"section": "orders", "key": "a", "change": "changed", "field": "trades", "old": [], "new": [1]},
+    ]
+    only = lines(run("diff", str(path), "2", "now", "--json", "--section", "orders"))
+    assert only[0]["sections"] == {"orders": {"added": 1, "removed": 1, "changed": 1}} and len(only) == 6
+    missing = run("diff", str(path), "2", "now", "--section", "nope")
+    assert (
+        missing.returncode == 1
+        and "no section 'nope'; sections: balances, inflight, orders, positions" in missing.stderr
+    )
 
 
 def test_correct_is_journaled_as_manual_and_refused_while_held(journal_path: Path) -> None:

@@ -157,6 +157,7 @@ def stats_cmd(ctx: Context) -> int:
         "snapshots": snapshots,
         "last_txnid": stats["last_txnid"],
         "writer_pid": writer_pid(ctx.path),
+        "shipping": stats["shipping"],
         "latency": "known only to the writer: Journal.stats() in the bot",
     }
     ctx.out.objects([row])

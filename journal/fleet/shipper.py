@@ -38,8 +38,9 @@ has the message format). It runs beside the bot, never in its way:
   acknowledged position, lag, host, pid) into the hub's ``tj-status`` bucket
   for the fleet view.
 
-Thread rules: :meth:`start` runs the shipper on a daemon thread;
-:meth:`stop` (any thread) ends it after a last cursor write. :meth:`run` runs
+Thread rules: :meth:`start` runs the shipper on a daemon thread (which can
+lower its own CPU priority: the ``nice`` setting); :meth:`stop` (any thread)
+ends it after a last cursor write. :meth:`run` runs
 it in the calling thread. :meth:`status` and :meth:`wait_acked` may be called
 from any thread.
 """
@@ -61,7 +62,7 @@ from typing import TYPE_CHECKING, Any
 
 import xxhash
 
-from ..errors import CorruptionError, JournalError
+from ..errors import CorruptionError, JournalClosedError, JournalError
 from ..log import Journal, settings_from
 from ..log.cursors import Cursor, read_cursor, write_cursor
 from ..log.record import RawRecord, chain_of, check, ts_of
@@ -118,11 +119,16 @@ class ShipSettings:
     create_stream: bool = True
     #: First wait before reconnecting, seconds (doubles up to ``max_backoff_s``).
     reconnect_wait_s: float = 0.2
-    max_backoff_s: float = 5.0
+    max_backoff_s: float = 2.0
     #: Connecting gives up after this long (then waits and tries again).
     connect_timeout_s: float = 2.0
     #: Seconds between pings on an idle connection (a silent partition is noticed after two).
     ping_interval_s: float = 2.0
+    #: How much the shipper's thread lowers its own CPU priority (Linux: the thread's nice value) when
+    #: started with :meth:`Shipper.start`, so a bot that saturates the CPU wins it. 0 (the default)
+    #: keeps it: measured, shipping at nice 0 does not slow the durable operation, while at nice 10 on
+    #: a loaded host the shipper starves and the lag grows to seconds (bench/bench_fleet.py, the campaign).
+    nice: int = 0
 
     def __post_init__(self) -> None:
         wire.stream_subjects(self.subject_prefix)  # checks the prefix
@@ -134,6 +140,8 @@ class ShipSettings:
                      "max_backoff_s", "connect_timeout_s", "ping_interval_s"):  # fmt: skip
             if float(getattr(self, name)) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if not 0 <= int(self.nice) <= 19:
+            raise ValueError(f"nice must be in 0..19, got {self.nice!r}")
         if float(self.status_interval_s) < 0:
             raise ValueError("status_interval_s must be >= 0 (0 disables status entries)")
 
@@ -228,8 +236,16 @@ class Shipper:
         return self
 
     def _thread_main(self) -> None:
+        if int(self.settings.nice):
+            try:  # Linux applies a nice value to one thread when given its id; elsewhere this may fail
+                tid = threading.get_native_id()
+                os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + int(self.settings.nice))
+            except (OSError, AttributeError):
+                log.debug("could not lower the shipper thread's priority")
         try:
             self.run()
+        except FleetError:
+            pass  # logged where it happened, and kept in self.error
         except Exception:
             log.exception("shipping %s to %s stopped", self.path, self.servers[0])
 
@@ -362,8 +378,11 @@ class Shipper:
                     return
                 except (_Restart, HubUnreachableError) as exc:
                     self._link_error(exc)
+                except JournalClosedError:
+                    self.state = "stopped: journal closed"  # the bot shut down first: nothing more to ship
+                    return
                 except JournalError:
-                    raise  # the journal itself failed (closed, damaged meta): not a link problem
+                    raise  # the journal itself failed (damaged meta): not a link problem
                 except Exception as exc:  # the link: timeouts, OSError, nats-py's own (closed, no responders, API)
                     self._link_error(exc)
                 finally:
@@ -377,7 +396,7 @@ class Shipper:
         finally:
             if self._acked is not None and self._acked != self._written:
                 await asyncio.to_thread(self._write_cursor, self._acked, self._stream_created)
-            if self.error is None:
+            if self.error is None and not self.state.startswith("stopped"):
                 self.state = "stopped"
             with self._cond:
                 self._cond.notify_all()

@@ -167,3 +167,26 @@ def test_damage_stops_shipping_before_the_damaged_record(tmp_path: Path, nats_se
         shipper.run(until_caught_up=True)
     assert [int(m.headers["Tj-Seq"]) for m in stream_messages(nats_server.url)] == list(range(1, 12))
     assert shipper.acked_seq == 11
+
+
+def test_a_bot_that_closes_its_journal_first_stops_its_shipper_quietly(tmp_path: Path, nats_server: NatsServer) -> None:
+    j = Journal(tmp_path / "bot.journal")
+    _fill(j, 5)
+    shipper = Shipper(j, nats_server.url, poll_ms=5).start()
+    assert shipper.wait_acked(j.last_seq, 30)
+    j.close()  # the bot shuts down without stopping the shipper first
+    assert not shipper.wait_acked(j.last_seq + 1, 5)
+    shipper.stop()
+    assert shipper.state == "stopped: journal closed" and shipper.error is None
+    cursor = read_cursor(tmp_path / "bot.journal", "TJ")
+    assert cursor is not None and cursor.seq == 7
+
+
+def test_settings_are_checked_when_built(tmp_path: Path) -> None:
+    Journal(tmp_path / "bot.journal").close()
+    with pytest.raises(ValueError, match=r"unknown Shipper setting\(s\) \['batch_size'\]"):
+        Shipper(tmp_path / "bot.journal", "nats://127.0.0.1:1", batch_size=3)
+    with pytest.raises(ValueError, match="nice must be in 0..19"):
+        Shipper(tmp_path / "bot.journal", "nats://127.0.0.1:1", nice=40)
+    with pytest.raises(ValueError, match="subject prefix must be one token"):
+        Shipper(tmp_path / "bot.journal", "nats://127.0.0.1:1", subject_prefix="a.b")

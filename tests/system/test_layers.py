@@ -123,7 +123,7 @@ def test_import_recovery_does_not_load_the_simulator_until_used() -> None:
 
 
 @pytest.mark.parametrize(
-    "module", ["journal", "journal.log", "journal.state", "journal.cli", "recovery", "recovery.sim"]
+    "module", ["journal", "journal.log", "journal.state", "journal.fleet", "journal.cli", "recovery", "recovery.sim"]
 )
 def test_public_faces_are_sorted_and_complete(module: str) -> None:
     mod = importlib.import_module(module)

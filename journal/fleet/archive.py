@@ -50,6 +50,7 @@ import json
 import logging
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -70,6 +71,8 @@ log = logging.getLogger("journal.fleet.archive")
 #: The archive's own state file.
 ARCHIVE_STATE = "archive.json"
 VIEWS_DIR = "views"
+#: Journals whose replicas a sync keeps open at once.
+MAX_OPEN_JOURNALS = 64
 _STATE_FORMAT = 1
 
 APPENDED, DUPLICATE, FORK, NEW, HELD, CONFLICT, DAMAGED = (
@@ -136,8 +139,9 @@ class Archive:
         os.makedirs(self.root, mode=0o700, exist_ok=True)
         #: archive.json: the stream position, held messages.
         self.state: dict[str, Any] = self._load_state()
-        #: Open histories by journal id (opened when a record of that journal arrives).
-        self._histories: dict[str, list[History]] = {}
+        #: Open histories by journal id, least recently used first (opened when a record of that journal
+        #: arrives; at most MAX_OPEN_JOURNALS kept open, each LMDB environment holding file descriptors).
+        self._histories: OrderedDict[str, list[History]] = OrderedDict()
         #: Records waiting for their predecessor: (record, stream seq).
         self._held: list[tuple[wire.Shipped, int]] = []
 
@@ -211,7 +215,13 @@ class Archive:
     def _open_histories(self, journal_id: str) -> list[History]:
         found = self._histories.get(journal_id)
         if found is not None:
+            self._histories.move_to_end(journal_id)
             return found
+        while len(self._histories) >= MAX_OPEN_JOURNALS:  # a fleet of hundreds: close the least recent
+            _, oldest = self._histories.popitem(last=False)
+            for h in oldest:
+                h.replica.commit()
+                h.replica.close()
         found = []
         for name in self.names():
             if name != journal_id and not name.startswith(journal_id + "."):
@@ -330,7 +340,7 @@ class Archive:
         """The records still waiting, with the seq each waits for."""
         out = []
         for rec, sseq in sorted(self._held, key=lambda x: x[1]):
-            have = max((h.replica.last_seq for h in self._histories.get(rec.journal_id, [])), default=None)
+            have = max((h.replica.last_seq for h in self._open_histories(rec.journal_id)), default=None)
             out.append({"journal_id": rec.journal_id, "seq": rec.seq, "incarnation": rec.incarnation,
                         "stream_seq": sseq, "waiting_for": rec.seq - 1, "archived_up_to": have})  # fmt: skip
         return out

@@ -303,7 +303,8 @@ class Shipper:
         if cur is None:
             why = "no cursor yet"
         elif stream_created and cur.extra.get("stream_created") not in (None, stream_created):
-            why = f"stream {self.settings.stream} was recreated (created {stream_created}, cursor says {cur.extra.get('stream_created')})"  # noqa: E501
+            was = cur.extra.get("stream_created")
+            why = f"stream {self.settings.stream} was recreated (created {stream_created}, the cursor's {was})"
         elif not self._matches(cur):
             why = f"the record at seq {cur.seq} is not the one the cursor names (journal restored from a backup?)"
         if why is None:

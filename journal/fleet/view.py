@@ -183,7 +183,7 @@ def _open_orders(replay: _Replay | None) -> tuple[dict[str, dict[str, Any]] | No
 
 def history_view(
     archive: Archive, name: str, *, now_ns: int | None = None, in_doubt_after_s: float = 60.0
-) -> dict[str, Any]:  # noqa: E501
+) -> dict[str, Any]:
     """The view of one history in ``archive`` (from its records; no status entry)."""
     now = time.time_ns() if now_ns is None else now_ns
     path = os.path.join(archive.root, name)
@@ -224,7 +224,7 @@ def history_view(
 
 def _match(
     statuses: Iterable[dict[str, Any]], view: dict[str, Any], forks: list[dict[str, Any]]
-) -> dict[str, Any] | None:  # noqa: E501
+) -> dict[str, Any] | None:
     """The newest status entry of this journal whose incarnation belongs to this history (else, for the
     history first seen, any entry of this journal no fork claims)."""
     mine = [s for s in statuses if s.get("journal_id") == view["journal_id"]]

@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import nats
 import pytest
@@ -166,3 +167,19 @@ def test_conflicting_and_malformed_messages_are_reported_never_applied(tmp_path:
         assert conflict["seq"] == 2 and "conflict" in conflict["problem"]
         assert "malformed message" in malformed["problem"] and report.foreign == 1
     assert _records(tmp_path / "archive" / recs[0].journal_id) == _records(bot)
+
+
+def test_more_journals_than_replicas_kept_open(tmp_path: Path, nats_server: NatsServer, monkeypatch: Any) -> None:
+    from journal.fleet import archive as archive_module
+
+    monkeypatch.setattr(archive_module, "MAX_OPEN_JOURNALS", 1)
+    bots = [tmp_path / f"bot{i}.journal" for i in range(3)]
+    for bot in bots:
+        _bot(bot, 4)
+    shipped = [_shipped(b) for b in bots]
+    _publish(nats_server.url, [rec for group in zip(*shipped, strict=True) for rec in group])  # interleaved
+    with Archive(tmp_path / "archive") as archive:
+        report = archive.sync(nats_server.url)
+        assert report.appended == sum(len(s) for s in shipped) and report.problems == [] and report.held == []
+    for bot in bots:
+        assert _records(tmp_path / "archive" / _jid(bot)) == _records(bot)

@@ -190,3 +190,24 @@ def test_settings_are_checked_when_built(tmp_path: Path) -> None:
         Shipper(tmp_path / "bot.journal", "nats://127.0.0.1:1", nice=40)
     with pytest.raises(ValueError, match="subject prefix must be one token"):
         Shipper(tmp_path / "bot.journal", "nats://127.0.0.1:1", subject_prefix="a.b")
+
+
+def test_a_recreated_stream_gets_the_whole_journal_again(tmp_path: Path, nats_server: NatsServer) -> None:
+    import asyncio
+
+    import nats
+
+    path = tmp_path / "bot.journal"
+    with Journal(path) as j:
+        _fill(j, 10)
+    _ship(path, nats_server.url)
+
+    async def drop() -> None:  # a new hub, or an operator who deleted the stream
+        nc = await nats.connect(nats_server.url)
+        await nc.jetstream().delete_stream("TJ")
+        await nc.close()
+
+    asyncio.run(drop())
+    again = _ship(path, nats_server.url)
+    assert again.counters["shipped"] == len(_stored(path))
+    assert [int(m.headers["Tj-Seq"]) for m in stream_messages(nats_server.url)] == sorted(_stored(path))

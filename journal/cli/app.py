@@ -92,7 +92,7 @@ from ..errors import (
     UnknownOperationError,
 )
 from ..log.storage import FORMAT_VERSION
-from . import dump, maintenance, operations, state
+from . import dump, fleet, maintenance, operations, state
 from .base import (
     EXIT_DAMAGED,
     EXIT_ERROR,
@@ -126,7 +126,8 @@ __all__ = [
 
 #: Every subcommand, by name, in the order ``journal --help`` lists them.
 COMMANDS: dict[str, Command] = {
-    cmd.name: cmd for cmd in (*dump.COMMANDS, *operations.COMMANDS, *maintenance.COMMANDS, *state.COMMANDS)
+    cmd.name: cmd
+    for cmd in (*dump.COMMANDS, *operations.COMMANDS, *maintenance.COMMANDS, *state.COMMANDS, *fleet.COMMANDS)
 }
 
 

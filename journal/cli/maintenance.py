@@ -233,6 +233,7 @@ def stats_cmd(ctx: Context) -> int:
         "last_txnid": stats["last_txnid"],
         "writer_pid": holder,
         "lock_holders": holders,
+        "shipping": stats["shipping"],
         "latency": latency,
     }
     out = ctx.out
@@ -256,6 +257,7 @@ def stats_cmd(ctx: Context) -> int:
         ),  # fmt: skip
         "snapshots": f"{snapshots}",
         "writer": _writer_text(ctx.path, holder, holders),
+        "shipping": _shipping_text(stats["shipping"]),
     }
     out.objects([people])
     lines = [""]
@@ -268,3 +270,16 @@ def stats_cmd(ctx: Context) -> int:
 
 
 COMMANDS = (verify_cmd, backup_cmd, stats_cmd)
+
+
+def _shipping_text(shipping: list[dict[str, Any]] | str) -> str:
+    """Each shipping destination's lag in one line, or why it is unknown (a damaged cursor file)."""
+    if isinstance(shipping, str):
+        return f"unknown: {shipping}"
+    if not shipping:
+        return "not shipped (no cursor)"
+    parts = []
+    for d in shipping:
+        lag = "up to date" if not d["lag_records"] else f"{d['lag_records']:,} records, {d['lag_s']:.1f} s behind"
+        parts.append(f"{d['name']} -> {d['target']}: acknowledged seq {d['acked_seq']}, {lag}")
+    return "; ".join(parts)

@@ -39,6 +39,7 @@ from . import crashpoints
 from .clientid import CLIENT_ID_PREFIX, Incarnations, new_incarnation, new_journal_id, parse_client_id
 from .codec import encode, warm_up
 from .compaction import delete_through
+from .cursors import cursor_path, read_cursors, retention_floor
 from .reader import Reader
 from .record import ABORT, COMMIT, EVENT, INTENT, RawChunk, RawRecord, Record, body, genesis_chain, ts_of
 from .settings import DEFAULT_SETTINGS, Durability, JournalSettings, settings_from
@@ -278,6 +279,16 @@ class Journal:
             if base is not None:
                 self._base = (int(base[0]), int(base[1]))
         return self._base[0]
+
+    @property
+    def chain_base(self) -> tuple[int, int]:
+        """``(seq, chain value)`` the first record still in the log follows (``(0, genesis)`` until compacted).
+
+        For tools that copy records elsewhere: the first record's chain is
+        verified against this value.
+        """
+        self.base_seq  # noqa: B018 (a reader re-reads the base from meta)
+        return self._base
 
     @property
     def incarnation(self) -> str:
@@ -552,7 +563,10 @@ class Journal:
     def compact_log(self, through_seq: int, *, batch: int = 10_000) -> int:
         """Delete the records with ``seq <= through_seq``; returns how many were deleted.
 
-        Refuses to delete a pending operation's intent. The chain restarts at
+        Refuses to delete a pending operation's intent, and never deletes a
+        record a shipping destination has not acknowledged (the retention floor,
+        :mod:`journal.log.cursors`): it stops there, or raises when the
+        ``retention_floor`` setting is ``"refuse"``. The chain restarts at
         ``through_seq``: its chain value becomes the new base in ``meta``, in the
         same transaction as each batch of deletions, so a crash midway leaves a
         journal that verifies. Usually called through
@@ -569,6 +583,17 @@ class Journal:
                 f"{self.path}: cannot compact through seq {through_seq}: operation {pending[0]} is still pending"
             )
         through_seq = min(through_seq, self.last_seq)
+        floor = retention_floor(self.path)  # the lowest shipping cursor: never delete what was not acknowledged
+        if floor is not None and floor.seq < through_seq:
+            if self.settings.retention_floor == "refuse":
+                raise JournalError(
+                    f"{self.path}: cannot compact through seq {through_seq}: destination {floor.name!r} "
+                    f"({floor.target or 'no target named'}) has acknowledged only up to seq {floor.seq}; "
+                    f"wait until shipping catches up, or delete {cursor_path(self.path, floor.name)} to forget it"
+                )
+            log.info("compaction of %s stops at seq %d (not %d): %r has acknowledged only that far",
+                     self.path, floor.seq, through_seq, floor.name)  # fmt: skip
+            through_seq = floor.seq
         st = self._storage
         deleted = 0
         while self._base[0] < through_seq:
@@ -661,7 +686,12 @@ class Journal:
         return self._storage.last_txnid()
 
     def stats(self) -> dict[str, Any]:
-        """Counters and latency percentiles (append as seen by callers, sync per transaction), and sizes."""
+        """Counters and latency percentiles (append as seen by callers, sync per transaction), and sizes.
+
+        ``shipping`` lists each shipping destination's lag (:mod:`journal.log.cursors`):
+        ``lag_records`` behind the last record and ``lag_s``, how long the oldest
+        record not yet acknowledged there has waited.
+        """
         out: dict[str, Any] = self._writer.stats.snapshot() if self._writer is not None else {}
         info = self._storage.env.info()
         env_stat = self._storage.env.stat()
@@ -681,8 +711,36 @@ class Journal:
                 "page_size": env_stat["psize"],
                 "tree_depth": env_stat["depth"],
                 "file_bytes": _file_size(os.path.join(self.path, "data.mdb")),
+                "shipping": self._shipping_lag(),
             }
         )
+        return out
+
+    def _shipping_lag(self) -> list[dict[str, Any]] | str:
+        """Each shipping destination's lag behind this journal: records, and the oldest unshipped record's age."""
+        try:
+            cursors = read_cursors(self.path)
+        except JournalError as exc:
+            return str(exc)
+        if not cursors:
+            return []
+        last = self.last_seq
+        now = time.time_ns()
+        oldest = {raw.seq: ts_of(raw.value, raw.seq) for raw in self.get_raw(sorted({c.seq + 1 for c in cursors}))}
+        out = []
+        for c in cursors:
+            behind = max(0, last - c.seq)
+            ts = oldest.get(c.seq + 1)
+            out.append(
+                {
+                    "name": c.name,
+                    "target": c.target,
+                    "acked_seq": c.seq,
+                    "lag_records": behind,
+                    "lag_s": round(max(0, now - ts) / 1e9, 3) if behind and ts is not None else 0.0,
+                    "cursor_age_s": round(max(0, now - c.updated_ns) / 1e9, 3) if c.updated_ns else None,
+                }
+            )
         return out
 
     def backup(self, dest: str | os.PathLike[str], *, compact: bool = True) -> str:

@@ -14,7 +14,14 @@ import enum
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-__all__ = ["DEFAULT_SETTINGS", "Durability", "JournalSettings", "VERIFY_MODES", "settings_from"]
+__all__ = [
+    "DEFAULT_SETTINGS",
+    "RETENTION_FLOOR_MODES",
+    "VERIFY_MODES",
+    "Durability",
+    "JournalSettings",
+    "settings_from",
+]
 
 S = TypeVar("S")
 
@@ -76,6 +83,8 @@ class Durability(enum.StrEnum):
 
 
 VERIFY_MODES = ("tail", "full", "none")
+#: What compaction does past the retention floor (see :mod:`journal.log.cursors`).
+RETENTION_FLOOR_MODES = ("clamp", "refuse")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +107,10 @@ class JournalSettings:
     verify_on_open: str = "tail"
     #: A checkpoint (seq, chain) is stored every this many records.
     checkpoint_interval: int = 16384
+    #: Compaction asked to delete records a shipping destination has not acknowledged
+    #: (past the lowest cursor under ``<journal>/ship/``, :mod:`journal.log.cursors`):
+    #: ``"clamp"`` deletes only up to that floor, ``"refuse"`` raises and deletes nothing.
+    retention_floor: str = "clamp"
 
     def __post_init__(self) -> None:
         try:
@@ -114,6 +127,8 @@ class JournalSettings:
             raise ValueError("map_size must be >= 64 KiB and max_map_size >= map_size")
         if int(self.checkpoint_interval) < 1:
             raise ValueError("checkpoint_interval must be >= 1")
+        if self.retention_floor not in RETENTION_FLOOR_MODES:
+            raise ValueError(f"retention_floor must be one of {RETENTION_FLOOR_MODES}, got {self.retention_floor!r}")
 
 
 #: The defaults, by name (``Journal(path, **settings)`` accepts these keys).

@@ -79,9 +79,10 @@ def _imports(path: Path) -> set[str]:
 @pytest.mark.parametrize(
     ("layer", "forbidden"),
     [
-        ("journal/log", ("journal.state", "journal.cli", "recovery", "ccxt")),
-        ("journal/state", ("journal.cli", "recovery", "ccxt")),
-        ("journal/cli", ("recovery", "ccxt")),
+        ("journal/log", ("journal.state", "journal.fleet", "journal.cli", "recovery", "ccxt", "nats")),
+        ("journal/state", ("journal.fleet", "journal.cli", "recovery", "ccxt", "nats")),
+        ("journal/fleet", ("journal.cli", "recovery", "ccxt")),
+        ("journal/cli", ("recovery", "ccxt", "nats")),
         ("recovery/sim", ("recovery.orders", "recovery.reconcile", "recovery.manager", "recovery.errors", "journal")),
     ],
 )
@@ -107,8 +108,10 @@ def _fresh_modules(code: str) -> set[str]:
 
 def test_import_journal_loads_neither_ccxt_nor_recovery_nor_http_server() -> None:
     loaded = _fresh_modules("import journal")
-    assert not {m for m in loaded if m.split(".")[0] in ("ccxt", "recovery")}
+    assert not {m for m in loaded if m.split(".")[0] in ("ccxt", "recovery", "nats")}
     assert "http.server" not in loaded
+    # the fleet extra is optional: the command line loads nats only when a fleet command runs
+    assert not {m for m in _fresh_modules("import journal.cli.app") if m.split(".")[0] == "nats"}
 
 
 def test_import_recovery_does_not_load_the_simulator_until_used() -> None:
@@ -120,7 +123,7 @@ def test_import_recovery_does_not_load_the_simulator_until_used() -> None:
 
 
 @pytest.mark.parametrize(
-    "module", ["journal", "journal.log", "journal.state", "journal.cli", "recovery", "recovery.sim"]
+    "module", ["journal", "journal.log", "journal.state", "journal.fleet", "journal.cli", "recovery", "recovery.sim"]
 )
 def test_public_faces_are_sorted_and_complete(module: str) -> None:
     mod = importlib.import_module(module)

@@ -71,7 +71,8 @@ def manager_for(path: str, url: str, cfg: Mapping[str, Any]) -> Any:
     ``cfg`` keys (all optional): ``settle`` ``"zero"`` (settle windows 0, the old
     campaign) or ``"exchange"`` (the windows follow the exchange's recvWindow);
     ``recv_window_ms`` (ccxt ``options['recvWindow']``); ``api_key``/``secret``
-    (wrong credentials); ``timeout_ms``; ``retry_backoff_s`` and ``retry_max_s`` (the manager's own
+    (wrong credentials); ``venue`` ``"testnet"`` (Binance's spot testnet, tests/helpers/testnet.py;
+    ``url`` is then ignored); ``timeout_ms``; ``retry_backoff_s`` and ``retry_max_s`` (the manager's own
     reconcile retries); ``rate_limit_backoff_s`` (reconciliation's); ``autosave_s``.
     """
     from recovery import StateManager
@@ -86,7 +87,15 @@ def manager_for(path: str, url: str, cfg: Mapping[str, Any]) -> Any:
     for key, name in (("api_key", "apiKey"), ("secret", "secret")):
         if cfg.get(key):
             config[name] = cfg[key]
-    exchange = make_exchange(url, timeout_ms=int(cfg.get("timeout_ms", 1500)), **config)
+    if cfg.get("venue") == "testnet":  # tests/helpers/testnet.py: the opt-in, credentials from the environment
+        from tests.helpers.testnet import credentials, make_testnet_exchange
+
+        keys = credentials()
+        if keys is None:
+            raise RuntimeError("venue testnet without TRADEJOURNAL_TESTNET_KEY and TRADEJOURNAL_TESTNET_SECRET")
+        exchange = make_testnet_exchange(*keys, timeout_ms=int(cfg.get("timeout_ms", 10_000)), **options)
+    else:
+        exchange = make_exchange(url, timeout_ms=int(cfg.get("timeout_ms", 1500)), **config)
     zero = cfg.get("settle", "zero") == "zero"
     reconcile: dict[str, Any] = {"settle_window_ms": 0} if zero else {}
     if "rate_limit_backoff_s" in cfg:

@@ -1,12 +1,18 @@
 """A trading bot for the fault campaign: random orders through the StateManager until killed.
 
-Usage: python -m tests.helpers.bot_child PATH URL SEED OPS MODE
+Usage: python -m tests.helpers.bot_child PATH URL SEED OPS MODE [CONFIG_JSON]
+(the campaign forks it from a pre-imported server instead: tests/helpers/botpool.py).
 MODE ``trade``: start (reconcile), then OPS random operations (limit places that
 rest, market places that fill, cancels, edits, on several symbols), with a
 snapshot every 10 operations. Errors the manager raises by design (in doubt,
-aborted, refused by the exchange, safe mode) are printed and trading goes on.
-MODE ``check``: start (reconcile), print ``RESULT <json>`` (state, report and a
-second reconcile), close.
+aborted, refused by the exchange, safe mode) are printed and trading goes on;
+on a SafeModeError the bot reconciles, as a bot reacting to safe mode would.
+MODE ``check``: start (reconcile), print ``RESULT <json>``
+(:func:`tests.helpers.invariants.recovered`: state, safe mode, a second
+reconcile), close.
+CONFIG_JSON: the manager's configuration (:func:`tests.helpers.invariants.manager_for`:
+settle windows, recvWindow, credentials); default: settle windows 0.
+Prints ``STARTED <json>`` after the start: the report and whether it is in safe mode.
 """
 
 from __future__ import annotations
@@ -15,13 +21,14 @@ import json
 import logging
 import random
 import sys
+import time
+from collections.abc import Callable
 from decimal import Decimal
 
 import ccxt
 
-from recovery import OrderAbortedError, OrderInDoubtError, SafeModeError, StateManager
-from recovery.demo import recovered_result
-from recovery.exchanges import make_exchange
+from recovery import OrderAbortedError, OrderInDoubtError, OrderRefusedLocally, SafeModeError
+from tests.helpers.invariants import manager_for, recovered
 
 SYMBOLS = {"BTC/USDT": Decimal("30000"), "ETH/USDT": Decimal("2000"), "SOL/USDT": Decimal("100")}
 
@@ -37,17 +44,18 @@ def _amount(symbol: str, rnd: random.Random) -> str:
         "BTC/USDT": "0.002", "ETH/USDT": "0.02", "SOL/USDT": "0.2"}[symbol]  # fmt: skip
 
 
-def main() -> int:
-    path, url, seed, ops, mode = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+def main(argv: list[str] | None = None, emit: Callable[[str], None] | None = None) -> int:
+    """Run the bot on ``argv`` (default ``sys.argv[1:]``); ``emit`` prints a line (default: stdout, flushed)."""
+    args = sys.argv[1:] if argv is None else argv
+    path, url, seed, ops, mode = args[0], args[1], int(args[2]), int(args[3]), args[4]
+    cfg = json.loads(args[5]) if len(args) > 5 else {}
+    out = emit or (lambda line: print(line, flush=True))
     logging.basicConfig(level=logging.ERROR)
-    exchange = make_exchange(url, timeout_ms=1500)
-    manager = StateManager(
-        path, exchange, reconcile_settings={"settle_window_ms": 0}, autosave_settings={"interval_s": 0.2},
-        order_settings={"settle_window_ms": 0, "backoff_s": 0.01},
-    )  # fmt: skip
+    manager = manager_for(path, url, cfg)
     report = manager.start()
+    out("STARTED " + json.dumps({"report": report.as_dict(), "safe_mode": manager.safe_mode}))
     if mode == "check":
-        print("RESULT " + json.dumps(recovered_result(manager, report)), flush=True)
+        out("RESULT " + json.dumps(recovered(manager, report)))
         manager.close()
         return 0
     rnd = random.Random(seed)
@@ -67,15 +75,16 @@ def main() -> int:
                 target = rnd.choice(open_orders)
                 manager.edit_order(target["client_id"], target["symbol"], "limit", "buy", target["amount"],
                                    _price(target["symbol"], rnd))  # fmt: skip
-        except (OrderInDoubtError, OrderAbortedError, SafeModeError, ccxt.BaseError) as exc:
-            print(f"OP {i} {type(exc).__name__}", flush=True)
+        except (OrderInDoubtError, OrderAbortedError, OrderRefusedLocally, SafeModeError, ccxt.BaseError) as exc:
+            out(f"OP {i} {type(exc).__name__}")
             if isinstance(exc, SafeModeError):
+                time.sleep(0.1)  # a bot waits a little before asking the exchange again
                 manager.reconcile()
-        print(f"OP {i} done", flush=True)
+        out(f"OP {i} done")
         if i % 10 == 9:
             manager.save()
     manager.close()
-    print("DONE", flush=True)
+    out("DONE")
     return 0
 
 

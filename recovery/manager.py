@@ -27,10 +27,13 @@ otherwise double its exposure or trade on a stale state -- unless it passes
 allowed: they only reduce risk. :meth:`ManagerFlows.safe_mode_reasons` says
 why; ``health()`` shows it; a bot can subscribe with
 :meth:`ManagerFlows.on_safe_mode` instead of polling, and every transition is
-journaled as a ``safe_mode`` event. After an incomplete reconciliation the
-manager retries by itself, with backoff (``retry_backoff_s`` doubling up to
-``retry_max_s``), each try inside the reconciliation's request budget, and
-leaves safe mode on the first complete one.
+journaled as a ``safe_mode`` event (and the status once per run, at its first
+reconciliation, so the journal's last such event is the bot's status). After an
+incomplete reconciliation the manager retries by itself, with backoff
+(``retry_backoff_s`` doubling up to ``retry_max_s``), each try inside the
+reconciliation's request budget, and leaves safe mode on the first complete
+one. After a complete one that left an operation inside its settle window, it
+reconciles again by itself once that window has passed.
 
 **Errors.** Background work (autosave, compaction, emergency backups, the
 retries) never raises into the bot; :meth:`ManagerFlows.health` reports it.
@@ -69,7 +72,7 @@ from .live import LiveFeed, advances
 from .normalize import normalize_order, normalize_trade
 from .orders import Order, OrderFlows, OrderSettings, Params, Target
 from .reconcile import ReconcileFlows, ReconcileReport, ReconcileSettings
-from .venue import VenueProfile, profile_for
+from .venue import VenueProfile, profile_for, settle_window_ms
 
 __all__ = ["AsyncStateManager", "ManagerFlows", "SafeModeError", "SafeModeListener", "StateManager",
            "scrub_exchange_logs"]  # fmt: skip
@@ -201,6 +204,7 @@ class ManagerFlows:
         self._closed = False
         self._listeners: list[SafeModeListener] = []
         self._was_safe = False
+        self._safe_mode_journaled = False  # the first reconcile of a run journals safe mode, changed or not
         self._retries = 0
         self._retry_at: float | None = None  # monotonic time of the next automatic reconcile
         self._state_lock = threading.Lock()
@@ -269,7 +273,7 @@ class ManagerFlows:
             if report.complete:
                 self.exchange_problem = None
                 self._retries = 0
-                self._retry_at = None
+                self._retry_at = self._settle_retry_at(report)
             else:
                 self.exchange_problem = _exchange_reason(report)
                 delay = min(self._retry_max_s, self._retry_backoff_s * 2**self._retries)
@@ -283,6 +287,28 @@ class ManagerFlows:
         self._safe_mode_changed()
         if self.saver is not None:
             self.saver.save_now()
+
+    def _settle_retry_at(self, report: ReconcileReport) -> float | None:
+        """When to reconcile again by itself after a complete reconciliation (monotonic; None: no need).
+
+        An operation left inside its settle window cannot be decided yet; it can
+        be once the window has passed, so the manager reconciles then (or after
+        ``retry_max_s``, if sooner) instead of keeping the bot in safe mode until
+        someone calls ``reconcile()``.
+        """
+        waiting = [u["op"] for u in report.unresolved if u.get("why") == "inside the settle window" and u.get("op")]
+        if not waiting or self.exchange is None or self.journal is None:
+            return None
+        cfg_window = self._reconcile_settings.settle_window_ms
+        window_ns = (settle_window_ms(self.exchange) if cfg_window is None else int(cfg_window)) * 1_000_000
+        try:
+            ends = min(self.journal.get(int(op)).ts_ns for op in waiting) + window_ns
+        except Exception:  # an op compacted away meanwhile: try again after one window
+            ends = time.time_ns() + window_ns
+        # A little past the window by the local clock, never a busy loop, and never longer than retry_max_s:
+        # the window is judged by the exchange's clock, which the local one only estimates.
+        delay_s = min(self._retry_max_s, max(0.25, (ends - time.time_ns()) / 1e9 + 0.2))
+        return time.monotonic() + delay_s
 
     # -- safe mode -----------------------------------------------------------
 
@@ -313,15 +339,22 @@ class ManagerFlows:
 
     def _safe_mode_changed(self) -> None:
         active = self.safe_mode
-        if active == self._was_safe:
+        changed = active != self._was_safe
+        if not changed and self._safe_mode_journaled:
             return
         self._was_safe = active
         reasons = self.safe_mode_reasons()
         if self.journal is not None and not self._closed:
+            # Journaled at every change and once per run at its first reconcile, changed or not: the last
+            # safe_mode event in a journal is the bot's status (a run that ended in safe mode is followed by
+            # the next run's {active: false}), for `journal dump` and the fleet view.
             try:
                 self.journal.record("safe_mode", {"active": active, "reasons": reasons}, source="recovery")
+                self._safe_mode_journaled = True
             except Exception:
                 log.exception("could not journal the safe-mode change of %s", self.path)
+        if not changed:
+            return
         log.log(logging.WARNING if active else logging.INFO, "%s: safe mode %s%s", self.path,
                 "entered" if active else "left", f": {'; '.join(reasons)}" if reasons else "")  # fmt: skip
         for listener in list(self._listeners):

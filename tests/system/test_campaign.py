@@ -112,7 +112,7 @@ def test_the_safe_mode_check_fails_on_each_disagreement() -> None:
 
 def test_known_bugs_are_matched_by_family() -> None:
     stale = "run 2 (random): the journal's last safe_mode event says active=True, the manager is in safe mode=False"
-    assert campaign.known_bug("crash", stale) is not None
+    assert campaign.known_bug("crash", stale) is None  # fixed: a stale safe_mode event is a violation again
     lost = "run 0 (x): exchange order BTC/USDT 4 (tjAbCdEfGh0abcdefP, FILLED) unknown to the state"
     assert campaign.known_bug("restore", lost) is not None
     assert campaign.known_bug("crash", lost) is None  # a lost order anywhere else is a new violation
@@ -128,9 +128,7 @@ def test_known_bugs_are_matched_by_family() -> None:
 _QUIET = {"autosave_s": 3600}
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="a start that is not in safe mode journals no safe_mode {active: false} "
-                   "after a run that ended in safe mode: `journal dump` shows the bot in safe mode for good")  # fmt: skip
-def test_bug_a_start_out_of_safe_mode_journals_that_safe_mode_ended(tmp_path: Path) -> None:
+def test_regression_a_start_out_of_safe_mode_journals_that_safe_mode_ended(tmp_path: Path) -> None:
     path = tmp_path / "bot.journal"
     with Simulator(prices={"BTC/USDT": "30000"}) as sim:
         sim.faults.down()
@@ -149,9 +147,7 @@ def test_bug_a_start_out_of_safe_mode_journals_that_safe_mode_ended(tmp_path: Pa
             m.close()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="after a complete reconciliation that leaves an operation inside its settle "
-                   "window, the manager schedules no reconcile: safe mode lasts until the bot calls reconcile()")  # fmt: skip
-def test_bug_safe_mode_for_an_operation_inside_its_settle_window_ends_with_the_window(tmp_path: Path) -> None:
+def test_regression_safe_mode_for_an_operation_inside_its_settle_window_ends_with_the_window(tmp_path: Path) -> None:
     path = tmp_path / "bot.journal"
     cfg = {"settle": "exchange", "recv_window_ms": 500, **_QUIET}  # a settle window of 1.5 s
     with Simulator(prices={"BTC/USDT": "30000"}) as sim:
@@ -220,9 +216,7 @@ def test_bug_an_adopted_order_gets_its_fills_in_the_reconciliation_that_adopts_i
             m.close()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="recovery.demo.check_against_exchange keys exchange orders by id alone: an "
-                   "order unknown to the state passes when another symbol's known order has the same id")  # fmt: skip
-def test_bug_the_demo_check_keys_exchange_orders_by_id_alone() -> None:
+def test_regression_the_demo_check_keys_exchange_orders_by_id_alone() -> None:
     from recovery.demo import check_against_exchange
 
     with Simulator(prices={"BTC/USDT": "30000", "ETH/USDT": "2000"}, settings={"order_id_offset_per_symbol": 0}) as sim:

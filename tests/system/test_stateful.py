@@ -309,8 +309,6 @@ def test_bot_machine() -> None:
 # -- shrunk failures, kept as regression tests -----------------------------------------
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="a start out of safe mode journals no safe_mode "
-                   "{active: false} (test_campaign.py::test_bug_a_start_out_of_safe_mode_journals_that_safe_mode_ended)")  # fmt: skip
 def test_regression_a_kill_while_in_safe_mode_then_a_clean_restart(monkeypatch: pytest.MonkeyPatch) -> None:
     """What the machine shrank to with KNOWN_BUGS switched off (4 steps out of 15): the bot's reconcile meets a
     502 (incomplete: safe mode, journaled), it is killed, the restart is clean -- and the journal never says

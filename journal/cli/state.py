@@ -33,6 +33,7 @@ from typing import Any
 
 from ..errors import CorruptionError
 from ..log import Journal
+from ..state import inspect
 from ..state import snapshot as snap
 from ..state.diff import diff_states
 from ..state.state import State
@@ -107,10 +108,13 @@ def _check_state(journal: Journal) -> CheckResult:
     example="journal snapshots bot.journal",
 )
 def snapshots_cmd(ctx: Context) -> int:
-    store = _store(ctx)
+    journal = ctx.reader()
     now = time.time_ns()
     rows = []
-    for info in store.snapshots():
+    # listed and checked (manifest checksum, every chunk's digest) without loading any state
+    with ctx.terminal.progress("checking snapshot chunks") as progress:
+        listed = inspect.snapshots(journal, progress=progress.update)
+    for info in listed:
         rows.append(
             {
                 "seq": info.seq,
@@ -132,12 +136,14 @@ def snapshots_cmd(ctx: Context) -> int:
     return EXIT_OK
 
 
-def _point(store: StateStore, text: str) -> State:
+def _point(ctx: Context, text: str) -> State:
+    """The state at ``text`` (SEQ, snap:SEQ or now), from the nearest snapshot: never a replay of the history."""
+    journal = ctx.reader()
     if text == "now":
-        return store.state
+        text = str(journal.last_seq)
     if text.startswith("snap:"):
         try:
-            return store.snapshot_state(int(text[5:]))
+            return inspect.snapshot_state(journal, int(text[5:]))
         except ValueError:
             raise CliError(f"{text!r}: give snap:SEQ with SEQ a snapshot's sequence number") from None
         except CorruptionError as exc:
@@ -149,7 +155,8 @@ def _point(store: StateStore, text: str) -> State:
     if seq < 0:
         raise CliError(f"sequence number {seq} is negative")
     try:
-        return store.state_at(seq)
+        with ctx.terminal.progress(f"replaying up to seq {seq}") as progress:
+            return inspect.state_at(journal, seq, progress=progress.update)
     except ValueError as exc:
         raise CliError(str(exc)) from None
     except CorruptionError as exc:
@@ -173,10 +180,9 @@ def _plain(value: Any) -> Any:
     ],
 )
 def state_cmd(ctx: Context) -> int:
-    store = _store(ctx)
     a = ctx.args
     point = "now" if a.at is None and a.snapshot is None else (a.at if a.at is not None else f"snap:{a.snapshot}")
-    state = _point(store, point)
+    state = _point(ctx, point)
     sections = state.as_dict()
     if a.section is not None:
         if a.section not in sections:
@@ -244,8 +250,7 @@ def _short(value: Any, out: Any) -> str:
     ],  # fmt: skip
 )
 def diff_cmd(ctx: Context) -> int:
-    store = _store(ctx)
-    a, b = _point(store, ctx.args.a), _point(store, ctx.args.b)
+    a, b = _point(ctx, ctx.args.a), _point(ctx, ctx.args.b)
     d = diff_states(a, b)
     section = ctx.args.section
     if section is not None:

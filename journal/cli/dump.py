@@ -394,9 +394,6 @@ class Waker:
         self._event.clear()
         return woke
 
-    def kick(self) -> None:
-        self._event.set()
-
     def close(self) -> None:
         if self._observer is not None:
             self._observer.stop()

@@ -156,8 +156,6 @@ class Writer:
         self._broken: JournalError | None = None
         #: Called with every record as it is numbered, in log order.
         self._observers: list[Callable[[Record], None]] = []
-        #: Functions run in every write transaction, after the records are put (see add_write_hook).
-        self._write_hooks: list[Callable[[lmdb.Transaction, int, int], None]] = []
         #: Backward clock steps met while numbering, not yet written: [first seq, step ns].
         self._clock_steps: list[list[int]] = []
 
@@ -176,15 +174,6 @@ class Writer:
 
     def add_observer(self, observer: Callable[[Record], None]) -> None:
         self._observers.append(observer)
-
-    def add_write_hook(self, hook: Callable[[lmdb.Transaction, int, int], None]) -> None:
-        """Run ``hook(txn, first_seq, last_seq)`` inside every write transaction of records.
-
-        For indexes kept by other parts of the log layer in the same
-        transaction as the records they index; a hook must only write through
-        ``txn`` (it may run again after a map resize).
-        """
-        self._write_hooks.append(hook)
 
     def capture(self, fn: Callable[[LogPoint], T], *, durable: bool = False) -> T:
         """Run ``fn(point)`` with numbering paused; ``durable``: once every numbered record is on disk."""
@@ -406,7 +395,6 @@ class Writer:
         for r in batch:
             if r.crash_point == "batch_durable":
                 half = len(entries) // 2
-        hooks = self._write_hooks
 
         def write(txn: lmdb.Transaction) -> None:
             put, delete = txn.put, txn.delete
@@ -431,8 +419,6 @@ class Writer:
                 st.put_meta(txn, "checkpoint", [last_seq, last.chain])
             if steps:
                 st.put_meta(txn, "clock_steps", [*(st.get_meta(txn, "clock_steps") or []), *steps])
-            for hook in hooks:
-                hook(txn, first_seq, last_seq)
 
         t0 = time.perf_counter_ns()
         try:

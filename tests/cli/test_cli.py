@@ -43,18 +43,14 @@ from journal.cli.dump import Waker
 from journal.errors import DecodeError
 from journal.log.clientid import base62
 from journal.log.codec import decimal_text, decode_display, encode
+from tests.helpers.journal_cli import journal_cmd
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(*args: Any, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "journal", *map(str, args)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    """``journal ARGS`` in this process through main() (tests/helpers/journal_cli.py): JSON and exit codes."""
+    return journal_cmd(*args)
 
 
 def cid(ids: dict[str, Any], op: int) -> str:

@@ -16,13 +16,14 @@ import pytest
 from journal import SCHEMA_VERSION, Journal
 from journal.state.store import StateStore
 from tests.helpers import raw
+from tests.helpers.journal_cli import journal_cmd
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "journal", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=60)  # fmt: skip
+    """``journal ARGS`` in this process through main() (tests/helpers/journal_cli.py): JSON and exit codes."""
+    return journal_cmd(*args)
 
 
 def lines(proc: subprocess.CompletedProcess[str]) -> list[dict]:

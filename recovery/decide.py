@@ -19,14 +19,22 @@ Decisions
     external order, correct balances -- or leave an operation unresolved.
 
 The settle window: an order absent from the exchange is only *absent* once the
-venue's settle window has passed since the intent (Binance executes a signed
-request up to ``recvWindow`` after its timestamp); before that it is unresolved.
+venue's settle window has passed since the timestamp its request was signed
+with (Binance executes a signed request up to ``recvWindow`` after its
+timestamp); before that it is unresolved.
+
+Residual risk: Binance answers lookups from a database that may lag the
+matching engine. An order hidden for *longer* than the settle window is
+aborted as not on the exchange -- no client can rule such a lag out -- so
+every reconciliation looks such an order up again for a while
+(:attr:`Inputs.rechecks`) and corrects it (status, fills) once the exchange
+shows it; until then the bot is out of safe mode on a wrong verdict.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -43,8 +51,10 @@ __all__ = [
     "Inputs",
     "Observations",
     "SymbolView",
+    "adoptable",
     "decide",
     "symbols_of",
+    "unknown_ours",
 ]
 
 
@@ -91,6 +101,9 @@ class SymbolView:
     #: must not turn "not there yet" into "not there")
     answered_ms: int | None = None
     lookup_ms: dict[str, int] = field(default_factory=dict)
+    #: client ids of orders the order history showed that another copy of this journal placed (issued by
+    #: an incarnation, or at a sequence number, this copy's history does not know): adopted with their status
+    swept: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -110,6 +123,10 @@ class Inputs:
     orders: Mapping[str, Mapping[str, Any]]
     trades: Mapping[str, Any]
     balances: Mapping[str, Mapping[str, Any]]
+    #: Orders an earlier verdict aborted as not on the exchange, still looked up again (client id ->
+    #: intent ms): a lagging database can hide an accepted order for longer than the settle window
+    #: (see :data:`~recovery.reconcile.ReconcileSettings.recheck_aborted_ms`).
+    rechecks: Mapping[str, int] = field(default_factory=dict)
 
 
 def _target_symbol(rec: Record, orders: Mapping[str, Mapping[str, Any]]) -> str | None:
@@ -121,12 +138,37 @@ def _target_symbol(rec: Record, orders: Mapping[str, Mapping[str, Any]]) -> str 
 
 
 def symbols_of(inputs: Inputs) -> list[str]:
-    """Symbols reconciliation must look at: pending ops', open orders' and those of orders whose
-    reported fill the applied trades do not explain yet (issue 12.3), sorted."""
+    """Symbols reconciliation must look at: pending ops', open orders', those of orders whose
+    reported fill the applied trades do not explain yet (issue 12.3), and of aborted orders still
+    looked up again (:attr:`Inputs.rechecks`), sorted."""
     out = {s for s in (_target_symbol(r, inputs.orders) for r in inputs.pending) if s}
     out |= {o["symbol"] for o in inputs.orders.values()
             if (o.get("status") in OPEN_STATUSES or fills_missing(o)) and o.get("symbol")}  # fmt: skip
+    out |= {str(inputs.orders[c]["symbol"]) for c in inputs.rechecks if (inputs.orders.get(c) or {}).get("symbol")}
     return sorted(out)
+
+
+def unknown_ours(inputs: Inputs, client_id: str | None) -> bool:
+    """Whether ``client_id`` carries this journal's prefix (any copy's) and the state and pending ops lack it."""
+    if not client_id or client_id in inputs.orders or parse_client_id(client_id, inputs.journal_id) is None:
+        return False
+    return not any(r.client_id == client_id for r in inputs.pending)
+
+
+def adoptable(inputs: Inputs, obs: Observations) -> list[dict[str, Any]]:
+    """Orders of ours the state does not know, each once, in a deterministic order: open ones, and
+    (see :attr:`SymbolView.swept`) closed ones another copy of this journal placed."""
+    found: dict[str, dict[str, Any]] = {}
+    for order in obs.open_orders_all or ():
+        if unknown_ours(inputs, order.get("client_id")) and order.get("symbol"):
+            found.setdefault(order["client_id"], order)
+    for symbol in sorted(obs.symbols):
+        view = obs.symbols[symbol]
+        for cid in sorted(view.swept):
+            swept = view.orders.get(cid)
+            if swept is not None and cid not in found and unknown_ours(inputs, cid):
+                found[cid] = dict(swept, symbol=swept.get("symbol") or symbol)
+    return sorted(found.values(), key=lambda o: (o.get("symbol") or "", str(o.get("id")), o["client_id"]))
 
 
 def _found(view: SymbolView, client_id: str | None) -> dict[str, Any] | None:
@@ -144,16 +186,30 @@ def _authoritative_absent(view: SymbolView, client_id: str | None, since_ms: int
     return view.history_from_ms is not None and since_ms is not None and view.history_from_ms <= since_ms
 
 
-def _settled(view: SymbolView, client_id: str | None, intent_ms: int, now_ms: int, window_ms: int) -> bool:
+def _settled(
+    view: SymbolView,
+    client_id: str | None,
+    intent_ms: int,
+    now_ms: int,
+    window_ms: int,
+    signing_offsets_ms: Sequence[int] = (0,),
+) -> bool:
     """Had the settle window passed when the exchange gave its answer about ``client_id``?
 
-    Times are the exchange's (reconciliation measures its clock). A request signed more than
+    Times are the exchange's (reconciliation measures its clock). The window counts from the
+    timestamp the request was signed with: the intent's local time plus whichever of
+    ``signing_offsets_ms`` the client added (ccxt's ``adjustForTimeDifference`` signs with local
+    time minus ``options["timeDifference"]``), so it must have passed for every one of them --
+    never abort an operation whose request could still execute. A request signed more than
     :data:`~recovery.venue.CLOCK_SKEW_MS` ahead of the exchange's clock was refused on arrival
     (Binance -1021), so an intent stamped that far in the future (the bot's clock was ahead, then
     stepped back) is settled at once instead of keeping the bot in safe mode for the whole step.
     """
     asked = view.lookup_ms.get(client_id or "") or view.answered_ms or now_ms
-    return intent_ms <= asked - window_ms or intent_ms > asked + CLOCK_SKEW_MS
+    return all(
+        signed <= asked - window_ms or signed > asked + CLOCK_SKEW_MS
+        for signed in (intent_ms + offset for offset in (signing_offsets_ms or (0,)))
+    )
 
 
 def _order_changed(known: Mapping[str, Any], seen: Mapping[str, Any]) -> bool:
@@ -177,9 +233,19 @@ def _unexplained_trades(view: SymbolView, inputs: Inputs, since_ms: int) -> bool
 
 
 def decide(
-    inputs: Inputs, obs: Observations, *, now_ns: int, settle_window_ms: int, venue: VenueProfile | None = None
+    inputs: Inputs,
+    obs: Observations,
+    *,
+    now_ns: int,
+    settle_window_ms: int,
+    venue: VenueProfile | None = None,
+    signing_offsets_ms: Sequence[int] = (0,),
 ) -> list[Decision]:
     """Every decision reconciliation takes, in a deterministic order.
+
+    ``signing_offsets_ms``: what the client may have added to an intent's local time when it signed
+    the request (see :func:`_settled`; reconciliation passes ccxt's time difference and the exchange
+    clock's offset when the client adjusts for it).
 
     ``venue`` says how long the exchange keeps orders findable (:class:`~recovery.venue.VenueProfile`):
     past that horizon "not found" is no proof that an order was never placed, so such an intent is
@@ -197,7 +263,7 @@ def decide(
         intent_ms = rec.ts_ns // 1_000_000
         data = rec.data or {}
         if rec.type in ("place_order", "edit_order"):
-            settled = _settled(view, rec.client_id, intent_ms, now_ms, settle_window_ms)
+            settled = _settled(view, rec.client_id, intent_ms, now_ms, settle_window_ms, signing_offsets_ms)
             found = _found(view, rec.client_id)
             if found is not None:
                 out.append(Decision(Action.COMMIT, rec.op, rec.client_id, symbol, found))
@@ -223,7 +289,7 @@ def decide(
         elif rec.type == "cancel_order":
             target = data.get("client_id")
             pending_targets.add(str(target))
-            settled = _settled(view, target, intent_ms, now_ms, settle_window_ms)
+            settled = _settled(view, target, intent_ms, now_ms, settle_window_ms, signing_offsets_ms)
             found = _found(view, target)
             known = inputs.orders.get(target or "") or {}
             placed_ms = known.get("timestamp") if isinstance(known.get("timestamp"), int) else None
@@ -256,8 +322,24 @@ def decide(
         seen = known_view.orders.get(client_id)
         if seen is not None and _order_changed(known, seen):
             out.append(Decision(Action.ORDER_UPDATE, known.get("op"), client_id, known.get("symbol"), seen))
-    # 3. trades not applied yet (deduplicated by symbol and trade id, no cap)
+    # 3. orders the state does not know: ours (by prefix) adopted, the rest external. Before the fills,
+    #    so that an adopted order's trades are applied to it in this same pass (a second pass then
+    #    finds nothing: idempotent).
     ours = set(inputs.orders) | {r.client_id for r in inputs.pending if r.client_id}
+    adopted: set[str] = set()
+    for order in adoptable(inputs, obs):
+        out.append(Decision(Action.ADOPT, None, order["client_id"], order.get("symbol"), order))
+        adopted.add(order["client_id"])
+    if obs.open_orders_all is not None:
+        for order in sorted(obs.open_orders_all, key=lambda o: (o.get("symbol") or "", str(o.get("id")))):
+            open_cid = order.get("client_id")
+            key = open_cid or f"ext:{order.get('id')}"  # an order placed without a client id
+            if key in ours or key in pending_targets or key in adopted:
+                continue
+            if not (open_cid and parse_client_id(open_cid, inputs.journal_id) is not None):
+                out.append(Decision(Action.EXTERNAL, None, open_cid, order.get("symbol"), order))
+    ours |= adopted
+    # 4. trades not applied yet (deduplicated by symbol and trade id, no cap)
     # exchange order ids are unique per symbol only (Binance numbers them per symbol): key by both
     by_order_id = {(o.get("symbol"), o.get("id")): cid for cid, o in inputs.orders.items() if o.get("id")}
     for view_symbol, view in obs.symbols.items():  # orders found for pending operations carry their id only there
@@ -275,17 +357,6 @@ def decide(
             if trade_cid is None or trade_cid not in ours:
                 continue
             out.append(Decision(Action.FILL, None, trade_cid, symbol, dict(trade, client_id=trade_cid)))
-    # 4. open orders the state does not know
-    if obs.open_orders_all is not None:
-        for order in sorted(obs.open_orders_all, key=lambda o: (o.get("symbol") or "", str(o.get("id")))):
-            open_cid = order.get("client_id")
-            key = open_cid or f"ext:{order.get('id')}"  # an order placed without a client id
-            if key in ours or key in pending_targets:
-                continue
-            if open_cid and parse_client_id(open_cid, inputs.journal_id) is not None:
-                out.append(Decision(Action.ADOPT, None, open_cid, order.get("symbol"), order))
-            else:
-                out.append(Decision(Action.EXTERNAL, None, open_cid, order.get("symbol"), order))
     # 5. balances
     if obs.balances is not None:
         changed: dict[str, Any] = {}

@@ -277,6 +277,8 @@ class ManagerFlows:
             else:
                 self.exchange_problem = _exchange_reason(report)
                 delay = min(self._retry_max_s, self._retry_backoff_s * 2**self._retries)
+                if report.rate_limited_until_ms is not None:  # the venue said when (Retry-After, a ban): not before
+                    delay = max(delay, report.rate_limited_until_ms / 1000 - time.time())
                 self._retries += 1
                 self._retry_at = time.monotonic() + delay if self.exchange is not None else None
         if self.unresolved:

@@ -39,14 +39,14 @@ from typing import Any
 
 import ccxt
 
-from journal import Journal, OperationStateError, settings_from
+from journal import Journal, JournalError, OperationStateError, settings_from
 from journal.state.orders import OPEN_STATUSES, fills_missing
 from journal.state.store import StateStore
 
-from .budget import Budget
-from .decide import Action, Decision, Inputs, Observations, decide, symbols_of
+from .budget import Budget, retry_after_of
+from .decide import Action, Decision, Inputs, Observations, adoptable, decide, symbols_of
 from .flows import Call, Flow, blocking, coroutine, local
-from .normalize import archived_order, normalize_order, normalize_trade, to_decimal
+from .normalize import NOT_ON_EXCHANGE, archived_order, normalize_order, normalize_trade, to_decimal
 from .venue import VenueProfile, profile_for, settle_window_ms
 
 __all__ = [
@@ -73,8 +73,13 @@ class ReconcileSettings:
     min_interval_s: float = 0.0
     #: Retries of a request the venue refused for its rate limit (429/418, -1003).
     rate_limit_retries: int = 3
-    #: The first backoff after a rate-limit refusal, seconds (doubling, at most 8 s).
+    #: The first backoff after a rate-limit refusal, seconds (doubling, at most 8 s); a longer
+    #: ``Retry-After`` (or 418 ban) the venue gives is honoured instead.
     rate_limit_backoff_s: float = 0.5
+    #: The longest venue-given wait (``Retry-After``, a ban) reconciliation sits out itself, seconds; a
+    #: longer one stops it -- nothing more is sent, the report is incomplete, "rate limited until ...",
+    #: and :attr:`ReconcileReport.rate_limited_until_ms` says when to try again (the manager waits for it).
+    rate_limit_max_wait_s: float = 10.0
     #: Page size of order and trade histories.
     history_limit: int = 500
     #: Pages per history at most; beyond, the history is incomplete (reported).
@@ -85,12 +90,21 @@ class ReconcileSettings:
     lookup_threshold: int = 2
     #: Open orders that are not this journal's: ``report``, ``adopt`` or ``cancel``.
     external_policy: str = "report"
+    #: An operation aborted as "not on exchange after settle window" is looked up again by every
+    #: reconciliation for this long after its abort, ms (0: never): Binance serves lookups from a
+    #: database that may lag the matching engine for longer than the settle window, and an order
+    #: found later is corrected (status, fills) by the reconciliation that sees it.
+    recheck_aborted_ms: int = 3_600_000
 
     def __post_init__(self) -> None:
         if self.external_policy not in ("report", "adopt", "cancel"):
             raise ValueError(f"external_policy must be report, adopt or cancel, got {self.external_policy!r}")
+        if self.recheck_aborted_ms < 0:
+            raise ValueError(f"recheck_aborted_ms must be >= 0, got {self.recheck_aborted_ms}")
         if self.settle_window_ms is not None and self.settle_window_ms < 0:
             raise ValueError(f"settle_window_ms must be >= 0, got {self.settle_window_ms}")
+        if self.rate_limit_max_wait_s < 0 or self.rate_limit_backoff_s < 0:
+            raise ValueError("rate_limit_max_wait_s and rate_limit_backoff_s must be >= 0")
         if self.max_requests < 1 or self.history_limit < 1 or self.max_pages < 1:
             raise ValueError("max_requests, history_limit and max_pages must be >= 1")
 
@@ -112,6 +126,9 @@ class ReconcileReport:
     balance_corrections: int = 0
     requests: int = 0
     rate_limited: int = 0
+    #: The venue refused requests for its rate limit until then (local wall clock, ms): nothing was sent
+    #: after the refusal, and no reconciliation should be tried before (None: not rate limited).
+    rate_limited_until_ms: int | None = None
     errors: list[str] = field(default_factory=list)
     duration_ms: float = 0.0
 
@@ -237,12 +254,19 @@ def _gather(
     if inputs.pending:
         yield from clock.measure(budget, errors)
     symbols = symbols_of(inputs)
+    #: trades are fetched from these times on (ms), besides the state's and the pending ops' own
+    since_more: dict[str, list[int]] = {}
     ok, result = yield from _ask(budget, Call("fetch_open_orders"), errors, "fetch_open_orders")
     if ok:
         obs.open_orders_all = [normalize_order(o) for o in result or []]
         for order in obs.open_orders_all:
             if order.get("client_id") and order.get("symbol"):
                 obs.view(order["symbol"]).orders[order["client_id"]] = order
+        # an open order of ours the state does not know is adopted with its fills in this same pass:
+        # fetch its symbol's trades from the order's time on
+        for order in adoptable(inputs, obs):
+            since_more.setdefault(order["symbol"], []).append(int(order.get("timestamp") or 0))
+        symbols = sorted(set(symbols) | set(since_more))
         for symbol in symbols:
             obs.view(symbol).open_ok = True
     for symbol in symbols:
@@ -263,6 +287,9 @@ def _gather(
         for known_cid, known in inputs.orders.items():
             if known.get("symbol") == symbol and known.get("status") == "open" and known_cid not in view.orders:
                 wanted[known_cid] = int(known.get("timestamp") or 0)
+        for recheck_cid, intent_ms in inputs.rechecks.items():  # aborted, maybe wrongly (a lagging database)
+            if (inputs.orders.get(recheck_cid) or {}).get("symbol") == symbol and recheck_cid not in view.orders:
+                wanted[recheck_cid] = intent_ms
         # orders the history may omit (past the venue's horizon) are looked up one by one
         singles = sorted(c for c, ms in wanted.items() if venue.history_may_omit(clock.now_ms() - ms))
         if wanted and len(wanted) <= cfg.lookup_threshold:
@@ -292,7 +319,8 @@ def _gather(
                 elif exc is not None:
                     errors.append(f"fetch_order {symbol} {cid}: {type(exc).__name__}: {exc}")
         if rest:
-            since = max(0, min(rest.values()) - cfg.history_margin_ms)
+            # intents carry local times; the exchange stamps orders with its own (behind ours when offset < 0)
+            since = max(0, min(rest.values()) - cfg.history_margin_ms + min(0, clock.offset_ms))
             rows, complete, first_ms = yield from _pages(
                 budget, clock, "fetch_orders", symbol, since, cfg, errors, normalize_order
             )
@@ -306,6 +334,8 @@ def _gather(
         stamps = [int(o.get("timestamp") or 0) for o in inputs.orders.values()
                   if o.get("symbol") == symbol and (o.get("status") in OPEN_STATUSES or fills_missing(o))]  # fmt: skip
         stamps += [_intent_ms(r) for r in inputs.pending if (r.data or {}).get("symbol") == symbol]
+        stamps += since_more.get(symbol, [])
+        stamps += [ms for c, ms in inputs.rechecks.items() if (inputs.orders.get(c) or {}).get("symbol") == symbol]
         stamps = [s for s in stamps if s > 0]
         if stamps:
             since = max(0, min(stamps) - cfg.history_margin_ms)
@@ -379,12 +409,34 @@ class ReconcileFlows:
             return int(self.cfg.settle_window_ms)
         return settle_window_ms(self.exchange)
 
-    def _budget(self) -> Budget:
+    def _signing_offsets_ms(self, clock: ExchangeClock) -> tuple[int, ...]:
+        """What the client may have added to an intent's local time when it signed the request (ms).
+
+        ccxt's binance signs with ``milliseconds() - options["timeDifference"]`` when
+        ``options["adjustForTimeDifference"]`` is on (the difference is measured in ``load_markets``):
+        the dead bot's request then carried the intent's local time plus the exchange's lead, which
+        this client's difference and the exchange clock measured now both estimate (a bot that
+        journaled the difference with each intent would know it exactly). 0 stands for a request
+        signed before the difference was known, or without adjusting.
+        """
+        out = {0}
+        options = getattr(self.exchange, "options", None) or {}
+        if options.get("adjustForTimeDifference"):
+            difference = options.get("timeDifference")
+            if isinstance(difference, int | float) and not isinstance(difference, bool):
+                out.add(-int(difference))
+            if clock.known:
+                out.add(clock.offset_ms)
+        return tuple(sorted(out))
+
+    def _budget(self, clock: ExchangeClock) -> Budget:
         return Budget(
             self.cfg.max_requests,
             min_interval_s=self.cfg.min_interval_s,
             retries=self.cfg.rate_limit_retries,
             backoff_s=self.cfg.rate_limit_backoff_s,
+            max_wait_s=self.cfg.rate_limit_max_wait_s,
+            retry_after=retry_after_of(self.exchange, lambda: clock.offset_ms),
         )
 
     def _inputs(self) -> Inputs:
@@ -395,17 +447,37 @@ class ReconcileFlows:
             orders=view["orders"],
             trades=view["trades"],
             balances=view["balances"],
+            rechecks=self._rechecks(view["orders"]),
         )
+
+    def _rechecks(self, orders: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
+        """Orders aborted as not on the exchange less than ``recheck_aborted_ms`` ago: client id -> intent ms."""
+        horizon = self.cfg.recheck_aborted_ms
+        if not horizon:
+            return {}
+        now_ns = time.time_ns()
+        out = {}
+        for cid, order in orders.items():
+            if order.get("status") != "rejected" or order.get("reason") != NOT_ON_EXCHANGE:
+                continue
+            try:  # the abort is the order's last record; the intent its op
+                aborted = self.journal.get(int(order["last_seq"]))
+                intent = self.journal.get(int(order["op"]))
+            except (JournalError, KeyError, TypeError, ValueError):
+                continue  # compacted away: long past any lag
+            if now_ns - aborted.ts_ns <= horizon * 1_000_000:
+                out[cid] = _intent_ms(intent)
+        return out
 
     def run_flow(self) -> Flow[ReconcileReport]:
         """Settle pending operations from the exchange, then sync orders, fills and balances."""
         t0 = time.perf_counter()
-        budget = self._budget()
         if self.exchange is None:
             raise ValueError("reconciliation needs an exchange")
+        clock = ExchangeClock()
+        budget = self._budget(clock)
         inputs = yield local(self._inputs)
         errors: list[str] = []
-        clock = ExchangeClock()
         obs = yield from _gather(inputs, budget, clock, self.cfg, errors, self.venue)
         report, externals = yield local(self._finish, inputs, obs, errors, budget, t0, clock)
         for d in externals:  # external_policy="cancel"
@@ -422,8 +494,11 @@ class ReconcileFlows:
         self, inputs: Inputs, obs: Observations, errors: list[str], budget: Budget, t0: float, clock: ExchangeClock
     ) -> tuple[ReconcileReport, list[Decision]]:
         now_ns = clock.now_ms() * 1_000_000
-        decisions = decide(inputs, obs, now_ns=now_ns, settle_window_ms=self.settle_window_ms(), venue=self.venue)
+        decisions = decide(inputs, obs, now_ns=now_ns, settle_window_ms=self.settle_window_ms(), venue=self.venue,
+                           signing_offsets_ms=self._signing_offsets_ms(clock))  # fmt: skip
         report = ReconcileReport(requests=budget.requests, rate_limited=budget.rate_limited, errors=errors)
+        if budget.blocked_until is not None:
+            report.rate_limited_until_ms = int(budget.blocked_until * 1000)
         j = self.journal
         externals_to_cancel = []
         for d in decisions:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from decimal import Decimal as D
 from pathlib import Path
 from typing import Any
@@ -167,17 +168,47 @@ def test_unknown_orders_adopted_or_reported(tmp_path: Path, sim: Simulator) -> N
         m.close()
 
 
-def test_rate_limits_during_recovery_back_off(tmp_path: Path, sim: Simulator) -> None:
+def _minute_phase_clock(phase_ms: int) -> Any:
+    """An exchange clock ahead of ours so that it reads ``phase_ms`` into a minute now (Binance's weight
+    429 says Retry-After: the seconds to the minute's end). Ahead by at most 60 s: sign with recvWindow 60000."""
+    ahead = (phase_ms - time.time_ns() // 1_000_000 % 60_000) % 60_000
+    return lambda: time.time_ns() // 1_000_000 + ahead
+
+
+def test_rate_limits_during_recovery_are_waited_out_when_the_venue_says_so_briefly(tmp_path: Path) -> None:
     path = tmp_path / "j"
-    with Journal(path) as j:
-        StateStore(j)
-        pending_order(j, "BTC/USDT", "1", "1000")
-    sim.faults.arm("GET", "/api/v3/openOrders", "http_429", times=2)
-    with Journal(path) as j:
-        s = StateStore(j)
-        rec = Reconciler(j, s, make_exchange(sim.url), settle_window_ms=0, rate_limit_backoff_s=0)
-        report = rec.run()
-    assert report.rate_limited == 2 and report.aborted == 1 and not report.unresolved
+    with Simulator(prices=PRICES, clock_ms=_minute_phase_clock(57_000)) as sim:
+        with Journal(path) as j:
+            StateStore(j)
+            pending_order(j, "BTC/USDT", "1", "1000")
+        sim.faults.arm("GET", "/api/v3/openOrders", "http_429", times=1)  # Retry-After 2 or 3 (s)
+        with Journal(path) as j:
+            s = StateStore(j)
+            ex = make_exchange(sim.url, options={"recvWindow": 60_000})
+            rec = Reconciler(j, s, ex, settle_window_ms=0, rate_limit_backoff_s=0)
+            report = rec.run()
+        assert report.rate_limited == 1 and report.aborted == 1 and not report.unresolved and report.complete
+        assert report.rate_limited_until_ms is None
+
+
+def test_a_rate_limit_longer_than_recovery_waits_stops_it_until_then(tmp_path: Path) -> None:
+    """Binance bans an IP that goes on after a 429: reconciliation stops at once and says until when."""
+    path = tmp_path / "j"
+    with Simulator(prices=PRICES, clock_ms=_minute_phase_clock(20_000)) as sim:
+        with Journal(path) as j:
+            StateStore(j)
+            op = pending_order(j, "BTC/USDT", "1", "1000")
+        sim.faults.arm("GET", "/api/v3/openOrders", "http_429", times=1)  # Retry-After about 40 s
+        with Journal(path) as j:
+            s = StateStore(j)
+            ex = make_exchange(sim.url, options={"recvWindow": 60_000})
+            report = Reconciler(j, s, ex, settle_window_ms=0, rate_limit_backoff_s=0).run()
+            assert j.pending_ids() == [op.op_id]  # nothing decided on a partial picture
+        after = [r.path for r in sim.requests()]
+        assert after[-1] == "/api/v3/openOrders" and report.rate_limited == 1, after  # nothing sent after the 429
+        assert not report.complete and report.rate_limited_until_ms is not None
+        assert report.rate_limited_until_ms > time.time() * 1000 + 10_000
+        assert all("rate limited until" in e for e in report.errors), report.errors
 
 
 def test_async_manager_recovers_the_same_way(tmp_path: Path, sim: Simulator) -> None:

@@ -104,8 +104,6 @@ KNOWN_BUGS: list[tuple[frozenset[str] | None, str, str]] = [
     (frozenset({"restore"}), r"\(tj\w+, (FILLED|CANCELED|EXPIRED)\) unknown to the state|^position |"
      r"a second reconcile changed something: \{'fills_applied'",
      _TESTS + "test_bug_a_restored_backup_learns_the_orders_the_lost_copy_closed"),
-    (frozenset({"restore"}), r"a second reconcile changed something: \{'fills_applied'",
-     _TESTS + "test_bug_an_adopted_order_gets_its_fills_in_the_reconciliation_that_adopts_it"),
 ]  # fmt: skip
 
 

@@ -105,9 +105,6 @@ KNOWN_BUGS: list[tuple[frozenset[str] | None, str, str]] = [
      _TESTS + "test_bug_a_start_out_of_safe_mode_journals_that_safe_mode_ended"),
     (None, r"safe mode outlasted the settle window",
      _TESTS + "test_bug_safe_mode_for_an_operation_inside_its_settle_window_ends_with_the_window"),
-    (frozenset({"restore"}), r"\(tj\w+, (FILLED|CANCELED|EXPIRED)\) unknown to the state|^position |"
-     r"a second reconcile changed something: \{'fills_applied'",
-     _TESTS + "test_bug_a_restored_backup_learns_the_orders_the_lost_copy_closed"),
 ]  # fmt: skip
 
 

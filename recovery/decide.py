@@ -40,6 +40,7 @@ from decimal import Decimal
 from typing import Any
 
 from journal import Record, parse_client_id
+from journal.log.clientid import Incarnations
 from journal.state.orders import OPEN_STATUSES, fills_missing
 
 from .normalize import CANCEL_NOT_APPLIED, FORGOTTEN_UNFILLED, NOT_ON_EXCHANGE, TARGET_NOT_ON_EXCHANGE
@@ -111,6 +112,8 @@ class Observations:
     symbols: dict[str, SymbolView] = field(default_factory=dict)
     open_orders_all: list[dict[str, Any]] | None = None  # every open order (None: not fetched)
     balances: dict[str, dict[str, Decimal]] | None = None  # None: not fetched
+    #: the sweep for a lost copy's orders (symbols swept, when from) if it was done completely, else None
+    sweep: dict[str, Any] | None = None
 
     def view(self, symbol: str) -> SymbolView:
         return self.symbols.setdefault(symbol, SymbolView())
@@ -127,6 +130,19 @@ class Inputs:
     #: intent ms): a lagging database can hide an accepted order for longer than the settle window
     #: (see :data:`~recovery.reconcile.ReconcileSettings.recheck_aborted_ms`).
     rechecks: Mapping[str, int] = field(default_factory=dict)
+    #: Which writer incarnation issued which sequence numbers in *this* copy's history (None: unknown):
+    #: an id of ours at a seq this history wrote under another incarnation was sent by another copy.
+    incarnations: Incarnations | None = None
+    #: Another copy of this journal may have placed orders from this time on (ms; None: no such gap):
+    #: the order histories are swept for them (see :mod:`recovery.reconcile`, "Orders of a lost copy").
+    sweep_from_ms: int | None = None
+
+    def foreign(self, client_id: str | None) -> bool:
+        """Whether ``client_id`` is this journal's (by prefix) but was issued by another copy of it."""
+        parsed = parse_client_id(client_id or "", self.journal_id)
+        if parsed is None or self.incarnations is None:
+            return False
+        return self.incarnations.at(parsed.seq) != parsed.incarnation
 
 
 def _target_symbol(rec: Record, orders: Mapping[str, Mapping[str, Any]]) -> str | None:
@@ -166,7 +182,7 @@ def adoptable(inputs: Inputs, obs: Observations) -> list[dict[str, Any]]:
         view = obs.symbols[symbol]
         for cid in sorted(view.swept):
             swept = view.orders.get(cid)
-            if swept is not None and cid not in found and unknown_ours(inputs, cid):
+            if swept is not None and cid not in found and unknown_ours(inputs, cid) and inputs.foreign(cid):
                 found[cid] = dict(swept, symbol=swept.get("symbol") or symbol)
     return sorted(found.values(), key=lambda o: (o.get("symbol") or "", str(o.get("id")), o["client_id"]))
 

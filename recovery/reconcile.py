@@ -19,6 +19,19 @@ share everything but the line that sends a request:
    (commit, abort, ``order_update``, ``fill``, ``balances``), written in one
    synced transaction, then a ``reconcile_report`` event.
 
+**Orders of a lost copy.** A journal directory restored from a backup (or cloned) continues
+where the copy stopped, while the lost copy may have gone on placing orders: their client ids
+carry this journal's prefix but an incarnation (or a sequence number) this copy's history did
+not issue (:meth:`recovery.decide.Inputs.foreign`). Open ones show in ``fetch_open_orders``;
+closed ones only in the histories, so once per writer incarnation (until a complete sweep is
+remembered in the state, ``recovery``/``copy_sweep``) reconciliation fetches the balances first,
+then ``fetch_orders(symbol, since)`` and ``fetch_my_trades(symbol, since)`` from the last record
+before the first incarnation not yet swept (at most ``copy_sweep_max_ms`` back: Binance's 24 h
+windows), for the state's symbols and the markets between assets held (at most
+``copy_sweep_max_symbols``; see :func:`_sweep_symbols`), all inside the request budget. Another
+copy's orders found there are adopted with their status, and their trades (attributed by
+symbol and order id) journaled once.
+
 Invariant that makes re-running safe: a decision is only taken from what the
 exchange said, and is journaled before it counts; an operation that was
 settled is no longer pending, a trade applied is deduplicated by its id, an
@@ -32,7 +45,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -58,6 +71,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("recovery.reconcile")
+
+#: Where a complete sweep for a lost copy's orders is remembered (a state section of recovery's own).
+SWEEP_SECTION, SWEEP_KEY = "recovery", "copy_sweep"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,12 +111,20 @@ class ReconcileSettings:
     #: database that may lag the matching engine for longer than the settle window, and an order
     #: found later is corrected (status, fills) by the reconciliation that sees it.
     recheck_aborted_ms: int = 3_600_000
+    #: After a writer incarnation this copy did not sweep for (a restart, a restored backup), order and
+    #: trade histories are swept for orders another copy of this journal placed: from the last record
+    #: before that incarnation, but at most this far back, ms (Binance's allOrders and myTrades windows
+    #: are 24 h). 0: never sweep (only open orders of another copy are adopted).
+    copy_sweep_max_ms: int = 86_400_000
+    #: At most this many symbols are swept (each costs an order and a trade history, weight 20 + 20 a page
+    #: on Binance): the state's own symbols first, then the markets between assets held; the rest is logged.
+    copy_sweep_max_symbols: int = 20
 
     def __post_init__(self) -> None:
         if self.external_policy not in ("report", "adopt", "cancel"):
             raise ValueError(f"external_policy must be report, adopt or cancel, got {self.external_policy!r}")
-        if self.recheck_aborted_ms < 0:
-            raise ValueError(f"recheck_aborted_ms must be >= 0, got {self.recheck_aborted_ms}")
+        if self.recheck_aborted_ms < 0 or self.copy_sweep_max_ms < 0 or self.copy_sweep_max_symbols < 0:
+            raise ValueError("recheck_aborted_ms, copy_sweep_max_ms and copy_sweep_max_symbols must be >= 0")
         if self.settle_window_ms is not None and self.settle_window_ms < 0:
             raise ValueError(f"settle_window_ms must be >= 0, got {self.settle_window_ms}")
         if self.rate_limit_max_wait_s < 0 or self.rate_limit_backoff_s < 0:
@@ -248,9 +272,11 @@ def _gather(
     cfg: ReconcileSettings,
     errors: list[str],
     venue: VenueProfile,
+    markets_of: Callable[[], Mapping[str, Any]] = dict,
 ) -> Flow[Observations]:
     """Plan and interpret the exchange queries (see the module docstring)."""
     obs = Observations()
+    sweep_complete = True
     if inputs.pending:
         yield from clock.measure(budget, errors)
     symbols = symbols_of(inputs)
@@ -269,6 +295,22 @@ def _gather(
         symbols = sorted(set(symbols) | set(since_more))
         for symbol in symbols:
             obs.view(symbol).open_ok = True
+    sweep: list[str] = []
+    balances_asked = False
+    if inputs.sweep_from_ms is not None and ok:
+        # the balances first: the markets between the assets held are where a lost copy may have traded
+        balances_asked = True
+        ok_bal, result = yield from _ask(budget, Call("fetch_balance"), errors, "fetch_balance")
+        if ok_bal:
+            obs.balances = _balances(result or {}, inputs)
+            markets = yield local(markets_of)
+            sweep = _sweep_symbols(inputs, obs, markets, cfg)
+            since_sweep = max(0, inputs.sweep_from_ms - cfg.history_margin_ms + min(0, clock.offset_ms))
+            for symbol in sweep:
+                since_more.setdefault(symbol, []).append(since_sweep)
+            symbols = sorted(set(symbols) | set(sweep))
+            for symbol in symbols:
+                obs.view(symbol).open_ok = True
     for symbol in symbols:
         view = obs.view(symbol)
         wanted: dict[str, int] = {}  # client id -> since ms
@@ -295,6 +337,8 @@ def _gather(
         if wanted and len(wanted) <= cfg.lookup_threshold:
             singles = sorted(wanted)
         rest = {c: ms for c, ms in wanted.items() if c not in singles}
+        if symbol in sweep:  # the whole order history since the gap (lookups still settle the wanted ones)
+            rest[""] = min(since_more[symbol])
         if singles:
             for cid in singles:
                 try:
@@ -324,12 +368,20 @@ def _gather(
             rows, complete, first_ms = yield from _pages(
                 budget, clock, "fetch_orders", symbol, since, cfg, errors, normalize_order
             )
+            # a history fetched for the sweep alone keeps only what it was fetched for: another copy's orders
+            # (and the wanted ones); the others' would count as "explained" trades (decide._unexplained_trades)
+            sweep_only = symbol in sweep and set(rest) == {""}
             for order in rows:
-                if order.get("client_id"):
-                    view.orders.setdefault(order["client_id"], order)
+                row_cid = order.get("client_id")
+                if row_cid and (not sweep_only or row_cid in wanted or inputs.foreign(row_cid)):
+                    view.orders.setdefault(row_cid, order)
             if complete:
                 view.history_from_ms = since
                 view.answered_ms = first_ms
+            if symbol in sweep:
+                view.swept = {c for c in view.orders if inputs.foreign(c)}
+                if not complete:
+                    sweep_complete = False
         # trades since the oldest order we care about in this symbol
         stamps = [int(o.get("timestamp") or 0) for o in inputs.orders.values()
                   if o.get("symbol") == symbol and (o.get("status") in OPEN_STATUSES or fills_missing(o))]  # fmt: skip
@@ -350,10 +402,40 @@ def _gather(
                 lambda t, s=symbol: normalize_trade(t, symbol=s),
             )
             view.trades.extend(trades)
-    ok, result = yield from _ask(budget, Call("fetch_balance"), errors, "fetch_balance")
-    if ok:
-        obs.balances = _balances(result or {}, inputs)
+            if symbol in sweep and not view.trades_ok:
+                sweep_complete = False
+    if not balances_asked:
+        ok, result = yield from _ask(budget, Call("fetch_balance"), errors, "fetch_balance")
+        if ok:
+            obs.balances = _balances(result or {}, inputs)
+    if inputs.sweep_from_ms is not None and sweep_complete and obs.balances is not None and not errors:
+        obs.sweep = {"from_ms": inputs.sweep_from_ms, "symbols": sweep}
     return obs
+
+
+def _sweep_symbols(inputs: Inputs, obs: Observations, markets: Mapping[str, Any], cfg: ReconcileSettings) -> list[str]:
+    """The symbols swept for a lost copy's orders, in order, at most ``copy_sweep_max_symbols``.
+
+    First every symbol the state knows (its orders of any status, its positions, the pending
+    operations'), then every spot market whose base and quote are both assets held, in the state's
+    balances or the exchange's (a copy that traded there moved one of them, or both). A market
+    traded down to nothing of both assets on either side is beyond what balances can show.
+    """
+    known = {str(o["symbol"]) for o in inputs.orders.values() if o.get("symbol")}
+    known |= {s for s in symbols_of(inputs)}
+    held = {a for a, b in (obs.balances or {}).items() if b.get("total")}
+    held |= {a for a, b in inputs.balances.items() if b.get("total")}
+    pairs = {
+        str(symbol)
+        for symbol, m in markets.items()
+        if isinstance(m, Mapping) and m.get("spot", True) and m.get("active") is not False
+        and m.get("base") in held and m.get("quote") in held
+    }  # fmt: skip
+    ranked = sorted(known & set(markets) if markets else known) + sorted(pairs - known)
+    if len(ranked) > cfg.copy_sweep_max_symbols:
+        log.warning("sweeping %d of %d symbols for orders another copy of this journal placed (copy_sweep_max_symbols): "
+                    "not %s", cfg.copy_sweep_max_symbols, len(ranked), ranked[cfg.copy_sweep_max_symbols :])  # fmt: skip
+    return ranked[: cfg.copy_sweep_max_symbols]
 
 
 def _balances(raw: dict[str, Any], inputs: Inputs) -> dict[str, dict[str, Any]]:
@@ -409,6 +491,11 @@ class ReconcileFlows:
             return int(self.cfg.settle_window_ms)
         return settle_window_ms(self.exchange)
 
+    def _markets(self) -> Mapping[str, Any]:
+        """The exchange's markets as ccxt loaded them (the open-orders query loads them first)."""
+        markets = getattr(self.exchange, "markets", None)
+        return markets if isinstance(markets, Mapping) else {}
+
     def _signing_offsets_ms(self, clock: ExchangeClock) -> tuple[int, ...]:
         """What the client may have added to an intent's local time when it signed the request (ms).
 
@@ -448,7 +535,37 @@ class ReconcileFlows:
             trades=view["trades"],
             balances=view["balances"],
             rechecks=self._rechecks(view["orders"]),
+            incarnations=self.journal.incarnations,
+            sweep_from_ms=self._sweep_from_ms(view.get(SWEEP_SECTION, SWEEP_KEY)),
         )
+
+    def _sweep_from_ms(self, done: Any) -> int | None:
+        """Since when another copy of this journal may have placed orders this copy does not know (ms), or None.
+
+        Every incarnation begins where this copy's history stopped; another copy (the one a backup was
+        taken from, a clone) may have gone on from there. So the gap to sweep starts at the last record
+        before the oldest incarnation that no complete sweep covered yet (``done``: the marker a
+        complete sweep journals, naming its incarnation), capped at ``copy_sweep_max_ms``.
+        """
+        if not self.cfg.copy_sweep_max_ms:
+            return None
+        entries = self.journal.incarnations.entries()
+        names = [str(name) for _, name in entries]
+        swept = done.get("incarnation") if isinstance(done, Mapping) else None
+        if swept == self.journal.incarnation:
+            return None
+        later = entries[names.index(swept) + 1 :] if swept in names else entries
+        now_ms = time.time_ns() // 1_000_000
+        floor = now_ms - self.cfg.copy_sweep_max_ms
+        starts = []
+        for first_seq in (int(str(first)) for first, _ in later):
+            if first_seq <= 1:  # the journal's first writer: nothing came before it
+                continue
+            try:
+                starts.append(max(floor, _intent_ms(self.journal.get(first_seq - 1))))
+            except JournalError:
+                starts.append(floor)  # compacted away: as far back as the venue's windows go
+        return min(starts) if starts else None
 
     def _rechecks(self, orders: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
         """Orders aborted as not on the exchange less than ``recheck_aborted_ms`` ago: client id -> intent ms."""
@@ -478,7 +595,7 @@ class ReconcileFlows:
         budget = self._budget(clock)
         inputs = yield local(self._inputs)
         errors: list[str] = []
-        obs = yield from _gather(inputs, budget, clock, self.cfg, errors, self.venue)
+        obs = yield from _gather(inputs, budget, clock, self.cfg, errors, self.venue, self._markets)
         report, externals = yield local(self._finish, inputs, obs, errors, budget, t0, clock)
         for d in externals:  # external_policy="cancel"
             try:
@@ -535,6 +652,9 @@ class ReconcileFlows:
             elif d.action is Action.BALANCES:
                 j.record("balances", {"balances": d.data, "reason": "reconciliation"}, source="recovery", wait=False)
                 report.balance_corrections += len(d.data)
+        if obs.sweep is not None:  # this incarnation needs no other sweep (see _sweep_from_ms)
+            self.store.set(SWEEP_SECTION, SWEEP_KEY, dict(obs.sweep, incarnation=j.incarnation),
+                           reason="swept the order histories for orders another copy placed", source="recovery")  # fmt: skip
         report.duration_ms = (time.perf_counter() - t0) * 1000
         changed = (report.resolved or report.aborted or report.adopted or report.order_updates or report.fills_applied
                    or report.balance_corrections or report.external or report.unresolved or report.errors)  # fmt: skip

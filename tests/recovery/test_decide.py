@@ -175,3 +175,41 @@ def test_symbols_of_pending_and_open_orders() -> None:
         {cid(9): order(cid(9), symbol="SOL/USDT"), cid(8): order(cid(8), "closed", symbol="XRP/USDT")},
     )
     assert symbols_of(inp) == ["ETH/USDT", "SOL/USDT"]
+
+
+def test_an_adopted_order_gets_its_trades_in_the_same_decisions() -> None:
+    """Adoption comes before the fills: the trade of an order adopted now is attributed to it, by (symbol, id)."""
+    ours = order(cid(50), filled="0.5", id="777")
+    trade = {"id": "t1", "order_id": "777", "client_id": None, "symbol": "BTC/USDT", "side": "buy",
+             "amount": D("0.5"), "price": D("1"), "timestamp": 1}  # fmt: skip
+    out = decide(inputs(), obs(seen=[ours], open_all=[ours], trades=[trade]), now_ns=NOW_NS, settle_window_ms=SETTLE_MS)
+    assert [(d.action, d.client_id) for d in out] == [(Action.ADOPT, cid(50)), (Action.FILL, cid(50))]
+    applied = decide(inputs(orders={cid(50): ours}, trades={"BTC/USDT:t1": {}}), obs(seen=[ours], open_all=[ours],
+                     trades=[trade]), now_ns=NOW_NS, settle_window_ms=SETTLE_MS)  # fmt: skip
+    assert applied == []
+
+
+def test_the_settle_window_counts_from_every_timestamp_the_request_may_carry() -> None:
+    """Signed with local time + 30 s (ccxt's adjustForTimeDifference): a minute-old intent is 30 s old there."""
+    absent = obs(lookups={cid(1): True})
+    plain = decide(inputs([intent(1)]), absent, now_ns=NOW_NS, settle_window_ms=SETTLE_MS)
+    assert actions(plain) == [(Action.ABORT, 1, NOT_ON_EXCHANGE)]
+    ahead = decide(inputs([intent(1)]), absent, now_ns=NOW_NS, settle_window_ms=40_000, signing_offsets_ms=(0, 30_000))
+    assert actions(ahead) == [(Action.UNRESOLVED, 1, "inside the settle window")]
+    assert actions(decide(inputs([intent(1)]), absent, now_ns=NOW_NS, settle_window_ms=40_000)) == [
+        (Action.ABORT, 1, NOT_ON_EXCHANGE)
+    ]
+
+
+def test_another_copys_closed_order_in_the_history_is_adopted_not_this_copys() -> None:
+    from journal.log.clientid import Incarnations
+
+    history = Incarnations([[1, "AAAAAA"], [10, "CCCCCC"]])  # this copy: A wrote 1..9, then C (restored)
+    lost = make_client_id(JID, 10, "AAAAAA")  # the lost copy went on as A past seq 9
+    mine = make_client_id(JID, 5, "AAAAAA")  # issued by this history (the state no longer holds it)
+    view = SymbolView(orders={lost: order(lost, "closed", "1"), mine: order(mine, "closed", "1")}, open_ok=True,
+                      trades_ok=True, swept={lost, mine})  # fmt: skip
+    inp = Inputs(JID, [], {}, {}, {}, incarnations=history)
+    assert inp.foreign(lost) and not inp.foreign(mine) and not inp.foreign(make_client_id(JID, 12, "CCCCCC"))
+    out = decide(inp, Observations(symbols={"BTC/USDT": view}), now_ns=NOW_NS, settle_window_ms=SETTLE_MS)
+    assert [(d.action, d.client_id, d.data["status"]) for d in out] == [(Action.ADOPT, lost, "closed")]

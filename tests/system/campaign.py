@@ -101,9 +101,6 @@ CRASH_POINTS = ["intent_durable", "outcome_durable", "order_acknowledged", "snap
 #: the figures all the same; tests/system/test_campaign.py lets only these through, in those families.
 _TESTS = "tests/system/test_campaign.py::"
 KNOWN_BUGS: list[tuple[frozenset[str] | None, str, str]] = [
-    (frozenset({"restore"}), r"\(tj\w+, (FILLED|CANCELED|EXPIRED)\) unknown to the state|^position |"
-     r"a second reconcile changed something: \{'fills_applied'",
-     _TESTS + "test_bug_a_restored_backup_learns_the_orders_the_lost_copy_closed"),
 ]  # fmt: skip
 
 

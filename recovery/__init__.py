@@ -43,6 +43,7 @@ from .errors import (
     OrderInDoubtError,
     OrderLookupError,
     OrderRefusedLocally,
+    RateLimitedUntil,
     RecoveryError,
     SafeModeError,
 )
@@ -64,8 +65,6 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "TEST_API_KEY",
-    "TEST_SECRET",
     "AsyncOrderJournal",
     "AsyncReconciler",
     "AsyncStateManager",
@@ -80,6 +79,7 @@ __all__ = [
     "OrderRefusedLocally",
     "OrderSettings",
     "Outcome",
+    "RateLimitedUntil",
     "ReconcileReport",
     "ReconcileSettings",
     "Reconciler",
@@ -88,6 +88,8 @@ __all__ = [
     "Simulator",
     "SimulatorClient",
     "StateManager",
+    "TEST_API_KEY",
+    "TEST_SECRET",
     "classify",
     "is_definite_refusal",
 ]

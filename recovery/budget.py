@@ -28,29 +28,17 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import ccxt
 
-from .errors import BudgetExhausted
+from .errors import BudgetExhausted, RateLimitedUntil
 from .flows import Call, Flow, Sleep
 
 __all__ = ["Budget", "BudgetExhausted", "RateLimitedUntil", "retry_after_of"]
 
 _RATE_LIMITED = (ccxt.DDoSProtection, ccxt.RateLimitExceeded)
 _BANNED_UNTIL = re.compile(r"banned until (\d{12,14})")
-
-
-class RateLimitedUntil(BudgetExhausted):
-    """The venue refused requests for its rate limit for longer than recovery waits by itself."""
-
-    remedy = "nothing is sent to the exchange until then; reconciliation is retried after it (safe mode meanwhile)"
-
-    def __init__(self, until_s: float, cause: str) -> None:
-        self.until_s = until_s
-        when = datetime.fromtimestamp(until_s, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        super().__init__(f"rate limited until {when} ({cause}); {self.remedy}")
 
 
 def retry_after_of(

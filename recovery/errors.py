@@ -6,6 +6,7 @@
     ├── ManagerStateError         the manager was used out of order (not started, closed, offline)
     ├── SafeModeError             a new order was refused: operations are unresolved or the exchange unreachable
     ├── BudgetExhausted           reconciliation spent its request budget; the rest stays unresolved
+    │   └── RateLimitedUntil      the venue rate-limits (429 Retry-After, 418 ban) for longer than recovery waits
     ├── OrderLookupError          the exchange did not answer a lookup: the order's state is unknown
     ├── OrderRefusedLocally       the order breaks the market's precision or limits: nothing journaled, nothing sent
     └── OperationError            about one journaled operation (op id, type, client id, symbol)
@@ -24,6 +25,7 @@ adds what happened and to what.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 __all__ = [
     "BudgetExhausted",
@@ -34,6 +36,7 @@ __all__ = [
     "OrderInDoubtError",
     "OrderLookupError",
     "OrderRefusedLocally",
+    "RateLimitedUntil",
     "RecoveryError",
     "SafeModeError",
 ]
@@ -65,6 +68,17 @@ class BudgetExhausted(RecoveryError):
     """Reconciliation spent its request budget; what is left stays unresolved."""
 
     remedy = "raise max_requests, or call reconcile() again later"
+
+
+class RateLimitedUntil(BudgetExhausted):
+    """The venue refused requests for its rate limit for longer than recovery waits by itself."""
+
+    remedy = "nothing is sent to the exchange until then; reconciliation is retried after it (safe mode meanwhile)"
+
+    def __init__(self, until_s: float, cause: str) -> None:
+        self.until_s = until_s
+        when = datetime.fromtimestamp(until_s, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        super().__init__(f"rate limited until {when} ({cause}); {self.remedy}")
 
 
 class OrderLookupError(RecoveryError):

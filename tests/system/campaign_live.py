@@ -265,6 +265,7 @@ def family_live(size: int, seed: int, root: Path) -> Family:
                 sim.stream.faults.arm(kind, times=opts.pop("times", 1), **opts)
                 armed = f", {kind}"
                 fam.faults += 1
+                fam.note(f"stream_{kind}")
             filler = _Filler(sim, seed * 1000 + run)
             driver = _Driver(bot, sim, seed * 1000 + run)
             filler.start()
@@ -280,6 +281,7 @@ def family_live(size: int, seed: int, root: Path) -> Family:
             fam.runs += 1
             if code == -signal.SIGKILL:
                 fam.faults += 1
+                fam.note("kills")
             else:
                 fam.violations.append(f"run {run}: the bot ended by itself ({code}): {bot.traceback()[-800:]}")
             driver.stop.set()

@@ -27,7 +27,16 @@ from typing import Any
 
 __all__ = ["BotCrashed", "BotRun", "BotServer", "context"]
 
-_PRELOAD = ["ccxt", "journal", "recovery", "recovery.exchanges", "tests.helpers.invariants", "tests.helpers.bot_child"]
+# ccxt.pro: the live bot (tests/helpers/live_child.py) would import it for ~1.5 s at every restart
+_PRELOAD = [
+    "ccxt",
+    "ccxt.pro",
+    "journal",
+    "recovery",
+    "recovery.exchanges",
+    "tests.helpers.invariants",
+    "tests.helpers.bot_child",
+]
 _context: Any = None
 _lock = threading.Lock()
 

@@ -41,7 +41,7 @@ from typing import Any
 
 from journal import Record, parse_client_id
 from journal.log.clientid import Incarnations
-from journal.state.orders import OPEN_STATUSES, fills_missing
+from journal.state.orders import OPEN_STATUSES, fills_missing, trade_key
 
 from .normalize import CANCEL_NOT_APPLIED, FORGOTTEN_UNFILLED, NOT_ON_EXCHANGE, TARGET_NOT_ON_EXCHANGE
 from .venue import CLOCK_SKEW_MS, VenueProfile
@@ -366,7 +366,7 @@ def decide(
         seen_ids: set[str] = set()
         for trade in sorted(obs.symbols[symbol].trades, key=lambda t: (t.get("timestamp") or 0, str(t.get("id")))):
             tid = str(trade.get("id"))
-            if f"{symbol}:{tid}" in inputs.trades or tid in seen_ids:
+            if trade_key(symbol, tid) in inputs.trades or tid in seen_ids:
                 continue
             seen_ids.add(tid)
             trade_cid = trade.get("client_id") or by_order_id.get((symbol, trade.get("order_id")))

@@ -61,7 +61,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from journal import AutoSaveSettings, Journal, JournalSettings, StoreSettings, settings_from
 from journal.state.autosave import AutoSaver, install_signal_handlers
-from journal.state.orders import is_open
+from journal.state.orders import is_open, trade_key
 from journal.state.reducers import Reducers
 from journal.state.state import State
 from journal.state.store import StateStore
@@ -230,7 +230,8 @@ class ManagerFlows:
         self.started_ns = time.time_ns()
         self.unresolved = [{"op": op, "why": "not reconciled yet"} for op in self.journal.pending_ids()]
         if self.exchange is not None:
-            self.orders = OrderFlows(self.journal, self.exchange, self._order_settings, venue=self.venue)
+            self.orders = OrderFlows(self.journal, self.exchange, self._order_settings, venue=self.venue,
+                                     trade_known=self._trade_known)  # fmt: skip
         self.saver = AutoSaver(self.store, self._autosave_settings)
 
     def start_flow(self) -> Flow[ReconcileReport]:
@@ -541,6 +542,10 @@ class ManagerFlows:
             written += 1
         return written
 
+    def _trade_known(self, symbol: str, trade_id: Any) -> bool:
+        """Is this trade in the state already (applied, or archived)?"""
+        return self.store is not None and self.store.state.get("trades", trade_key(symbol, trade_id)) is not None
+
     def ingest_trades_flow(self, trades: Iterable[Mapping[str, Any]]) -> Flow[int]:
         """Journal the fills a ``watch_my_trades`` batch reports, each trade once; returns records written."""
         j = self._check_open()
@@ -551,7 +556,7 @@ class ManagerFlows:
         for raw in trades:
             data = normalize_trade(raw)
             symbol, tid = data.get("symbol"), data.get("id")
-            if not symbol or tid is None or state.get("trades", f"{symbol}:{tid}") is not None:
+            if not symbol or tid is None or state.get("trades", trade_key(symbol, tid)) is not None:
                 continue  # no id, or applied already (a replayed or duplicated frame)
             cid = data.get("client_id") or by_id.get((symbol, data.get("order_id")))
             if cid is None:

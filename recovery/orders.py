@@ -148,6 +148,7 @@ class OrderFlows:
         *,
         io: Executor | None = None,
         venue: VenueProfile | None = None,
+        trade_known: Callable[[str, Any], bool] | None = None,
         **kw: Any,
     ) -> None:
         #: The checked settings.
@@ -160,6 +161,8 @@ class OrderFlows:
         self._io = io
         #: What the venue keeps findable.
         self.venue = venue or profile_for(exchange)
+        #: ``trade_known(symbol, trade_id)``: is that trade journaled already (the live feed's, say)?
+        self.trade_known = trade_known
         #: op id -> when its call failed (monotonic ns), while it stays in doubt.
         self._failed_mono: dict[int, int] = {}
 
@@ -372,11 +375,21 @@ class OrderFlows:
             log.warning("op %d: trades of order %s could not be fetched (%s: %s); reconciliation will",
                         op_id, order["id"], type(exc).__name__, exc)  # fmt: skip
             return
+        fresh = []
         for trade in raw or ():
             data = normalize_trade(trade, client_id=order.get("client_id"), symbol=order["symbol"],
                                    side=order.get("side"), order_id=order["id"])  # fmt: skip
             if data["order_id"] == order["id"] and data["id"] is not None:
-                yield local(self.journal.record, "fill", data, op=op_id)
+                fresh.append(data)
+        if fresh:
+            yield local(self._record_new_fills, op_id, fresh)
+
+    def _record_new_fills(self, op_id: int, trades: list[dict[str, Any]]) -> None:
+        """Journal the trades not journaled yet; checked and written in one step of the journal's thread, so
+        a fill the live feed journaled meanwhile is not written twice."""
+        for data in trades:
+            if self.trade_known is None or not self.trade_known(data["symbol"], data["id"]):
+                self.journal.record("fill", data, op=op_id)
 
     def _abort(self, op_id: int, reason: str, cause: BaseException | None) -> Flow[None]:
         error = scrubbed_error(cause, self._secrets()) if cause is not None else None

@@ -53,7 +53,7 @@ from typing import Any
 import ccxt
 
 from journal import Journal, JournalError, OperationStateError, settings_from
-from journal.state.orders import OPEN_STATUSES, fills_missing
+from journal.state.orders import OPEN_STATUSES, fills_missing, trade_key
 from journal.state.store import StateStore
 
 from .budget import Budget, retry_after_of
@@ -636,6 +636,8 @@ class ReconcileFlows:
                 j.record("order_update", d.data, op=d.op, source="recovery", wait=False)
                 report.order_updates += 1
             elif d.action is Action.FILL:
+                if self.store.state.get("trades", trade_key(d.data["symbol"], d.data["id"])) is not None:
+                    continue  # journaled meanwhile (the live feed, while this reconciliation asked): once only
                 j.record("fill", d.data, source="recovery", wait=False)
                 report.fills_applied += 1
             elif d.action is Action.ADOPT:

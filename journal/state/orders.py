@@ -25,6 +25,7 @@ __all__ = [
     "TRADE_FIELDS",
     "fills_missing",
     "is_open",
+    "trade_key",
 ]
 
 #: Every status an order in the state may have.
@@ -61,6 +62,11 @@ TRADE_FIELDS = ("id", "order_id", "client_id", "symbol", "side", "amount", "pric
 def is_open(order: Mapping[str, Any]) -> bool:
     """Whether an order (a state value) is in flight or resting."""
     return order.get("status") in OPEN_STATUSES
+
+
+def trade_key(symbol: str, trade_id: Any) -> str:
+    """A trade's key in the state's ``trades`` section: trade ids are unique per symbol only."""
+    return f"{symbol}:{trade_id}"
 
 
 def fills_missing(order: Mapping[str, Any]) -> bool:

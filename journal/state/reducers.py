@@ -25,7 +25,7 @@ from decimal import Decimal
 from typing import Any
 
 from ..log.record import Record
-from .orders import OPEN_STATUSES, STORED_ORDER_FIELDS
+from .orders import OPEN_STATUSES, STORED_ORDER_FIELDS, trade_key
 from .state import State
 
 __all__ = ["Reducer", "Reducers"]
@@ -261,7 +261,7 @@ def _apply_trade(state: State, trade: dict[str, Any], seq: int) -> bool:
     trade_id = trade.get("id")
     if not symbol or trade_id is None:
         return False
-    tkey = f"{symbol}:{trade_id}"
+    tkey = trade_key(symbol, trade_id)
     if state.get("trades", tkey) is not None:  # reads through to the archive: a trade is applied once, ever
         return False
     amount = _dec(trade.get("amount")) or _ZERO

@@ -70,10 +70,7 @@ STREAM_FAULTS: list[tuple[str, dict[str, Any]]] = [
 #: the bug, marked xfail(strict=True) until the library is fixed. They count as violations in the figures all
 #: the same; tests/system/test_live_campaign.py lets only these through.
 _TESTS = "tests/system/test_live_campaign.py::"
-KNOWN_BUGS: dict[tuple[str | None, str], str] = {
-    (None, "bot"): _TESTS + "test_bug_a_cancel_journals_again_the_fill_the_live_feed_journaled",
-    (None, "recovery"): _TESTS + "test_bug_a_reconciliation_journals_again_the_fill_the_live_feed_journaled_meanwhile",
-}
+KNOWN_BUGS: dict[tuple[str | None, str], str] = {}  # both found were fixed: see the regression tests
 _TWICE = re.compile(r"trade \S+ journaled \d+ times \(via, source, seq\): (\[.*\])$")
 
 

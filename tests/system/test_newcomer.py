@@ -86,7 +86,7 @@ def test_an_editable_install_is_a_path_type_checkers_read() -> None:
 
 
 def test_mypy_strict_on_a_bot_sees_the_editable_install(tmp_path: Path) -> None:
-    pytest.importorskip("mypy", reason="mypy is in the dev extras: pip install -e '.[dev]'")
+    pytest.importorskip("mypy", reason="mypy is in the test extras: pip install -e '.[test]'")
     bot = tmp_path / "bot.py"  # outside the project: only the install can make these imports resolve
     bot.write_text(
         "from decimal import Decimal\n\n"

@@ -74,12 +74,15 @@ CHECKS = (_check_records, _check_pending_index, *state_commands.CHECKS)
 def verify_cmd(ctx: Context) -> int:
     journal = ctx.reader()
     results = []
-    for check in CHECKS:
-        try:
-            res = check.run(journal)
-        except CorruptionError as exc:
-            res = CheckResult(check.name, False, str(exc), exc.seq)
-        results.append(res)
+    # on a terminal, a progress line by check (the log's is the long one on a big journal)
+    with ctx.terminal.progress("verifying (log, snapshots, state)", len(CHECKS)) as progress:
+        for i, check in enumerate(CHECKS):
+            progress.update(i)
+            try:
+                res = check.run(journal)
+            except CorruptionError as exc:
+                res = CheckResult(check.name, False, str(exc), exc.seq)
+            results.append(res)
     rows = [
         {"check": r.check, "ok": r.ok, "summary": r.summary, "first_bad_seq": r.first_bad_seq, **r.details}
         for r in results

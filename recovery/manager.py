@@ -208,6 +208,10 @@ class ManagerFlows:
         self._retries = 0
         self._retry_at: float | None = None  # monotonic time of the next automatic reconcile
         self._state_lock = threading.Lock()
+        #: One fill checked against the state and journaled at a time, whichever thread journals it (the
+        #: journal-io pool has several): the cancel's lookup, reconciliation and the live feed never write a
+        #: trade twice.
+        self._fills_lock = threading.Lock()
 
     # -- driving -------------------------------------------------------------
 
@@ -231,7 +235,7 @@ class ManagerFlows:
         self.unresolved = [{"op": op, "why": "not reconciled yet"} for op in self.journal.pending_ids()]
         if self.exchange is not None:
             self.orders = OrderFlows(self.journal, self.exchange, self._order_settings, venue=self.venue,
-                                     trade_known=self._trade_known)  # fmt: skip
+                                     trade_known=self._trade_known, fills_lock=self._fills_lock)  # fmt: skip
         self.saver = AutoSaver(self.store, self._autosave_settings)
 
     def start_flow(self) -> Flow[ReconcileReport]:
@@ -262,7 +266,8 @@ class ManagerFlows:
                 errors=["offline: no exchange given"],
             )
         else:
-            reconciler = ReconcileFlows(j, self.store, self.exchange, self._reconcile_settings, venue=self.venue)
+            reconciler = ReconcileFlows(j, self.store, self.exchange, self._reconcile_settings, venue=self.venue,
+                                        fills_lock=self._fills_lock)  # fmt: skip
             report = yield from reconciler.run_flow()
         yield local(self._after_reconcile, report)
         return report
@@ -552,7 +557,7 @@ class ManagerFlows:
         assert self.store is not None
         state = self.store.state
         by_id = {(o.get("symbol"), o.get("id")): cid for cid, o in state["orders"].items() if o.get("id")}
-        written = 0
+        fresh = []
         for raw in trades:
             data = normalize_trade(raw)
             symbol, tid = data.get("symbol"), data.get("id")
@@ -563,8 +568,20 @@ class ManagerFlows:
                 continue  # an order the state does not know: reconciliation decides about it
             data["client_id"] = cid
             data["via"] = "websocket"
-            yield local(j.record, "fill", data, op=j.op_id_of(cid))
-            written += 1
+            fresh.append(data)
+        if not fresh:
+            return 0
+        return int((yield local(self._record_new_fills, j, fresh)))
+
+    def _record_new_fills(self, j: Journal, trades: list[dict[str, Any]]) -> int:
+        """Journal the trades not journaled yet, each checked and written under the fills lock: a fill the
+        bot's own cancel (or a reconciliation) journaled since the check above is not written twice."""
+        written = 0
+        with self._fills_lock:
+            for data in trades:
+                if not self._trade_known(data["symbol"], data["id"]):
+                    j.record("fill", data, op=j.op_id_of(data["client_id"]))
+                    written += 1
         return written
 
     # -- state ---------------------------------------------------------------

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
@@ -149,6 +150,7 @@ class OrderFlows:
         io: Executor | None = None,
         venue: VenueProfile | None = None,
         trade_known: Callable[[str, Any], bool] | None = None,
+        fills_lock: threading.Lock | None = None,
         **kw: Any,
     ) -> None:
         #: The checked settings.
@@ -163,6 +165,8 @@ class OrderFlows:
         self.venue = venue or profile_for(exchange)
         #: ``trade_known(symbol, trade_id)``: is that trade journaled already (the live feed's, say)?
         self.trade_known = trade_known
+        #: Held while a fill is checked and journaled (shared with reconciliation and the live feed).
+        self.fills_lock = fills_lock or threading.Lock()
         #: op id -> when its call failed (monotonic ns), while it stays in doubt.
         self._failed_mono: dict[int, int] = {}
 
@@ -385,11 +389,12 @@ class OrderFlows:
             yield local(self._record_new_fills, op_id, fresh)
 
     def _record_new_fills(self, op_id: int, trades: list[dict[str, Any]]) -> None:
-        """Journal the trades not journaled yet; checked and written in one step of the journal's thread, so
-        a fill the live feed journaled meanwhile is not written twice."""
-        for data in trades:
-            if self.trade_known is None or not self.trade_known(data["symbol"], data["id"]):
-                self.journal.record("fill", data, op=op_id)
+        """Journal the trades not journaled yet, checked and written under the fills lock, so a fill the
+        live feed journaled meanwhile is not written twice."""
+        with self.fills_lock:
+            for data in trades:
+                if self.trade_known is None or not self.trade_known(data["symbol"], data["id"]):
+                    self.journal.record("fill", data, op=op_id)
 
     def _abort(self, op_id: int, reason: str, cause: BaseException | None) -> Flow[None]:
         error = scrubbed_error(cause, self._secrets()) if cause is not None else None

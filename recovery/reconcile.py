@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
@@ -472,10 +473,14 @@ class ReconcileFlows:
         *,
         io: Executor | None = None,
         venue: VenueProfile | None = None,
+        fills_lock: threading.Lock | None = None,
         **kw: Any,
     ) -> None:
         #: The checked settings.
         self.cfg = settings_from(ReconcileSettings, settings, owner="reconcile", **kw)
+        #: Held while a fill is checked against the state and journaled (shared with the order helpers and
+        #: the live feed, whose journal writes may run in other threads): a trade is journaled once.
+        self.fills_lock = fills_lock or threading.Lock()
         #: What the venue keeps findable (default: by the exchange's ccxt id).
         self.venue = venue or profile_for(exchange)
         self.journal = journal
@@ -636,9 +641,10 @@ class ReconcileFlows:
                 j.record("order_update", d.data, op=d.op, source="recovery", wait=False)
                 report.order_updates += 1
             elif d.action is Action.FILL:
-                if self.store.state.get("trades", trade_key(d.data["symbol"], d.data["id"])) is not None:
-                    continue  # journaled meanwhile (the live feed, while this reconciliation asked): once only
-                j.record("fill", d.data, source="recovery", wait=False)
+                with self.fills_lock:
+                    if self.store.state.get("trades", trade_key(d.data["symbol"], d.data["id"])) is not None:
+                        continue  # journaled meanwhile (the live feed, while this reconciliation asked): once only
+                    j.record("fill", d.data, source="recovery", wait=False)
                 report.fills_applied += 1
             elif d.action is Action.ADOPT:
                 j.record("order_update", dict(d.data, adopted=True), source="recovery", wait=False)

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import JournalError
+from .storage import write_durable_file
 
 __all__ = [
     "CURSOR_FORMAT",
@@ -101,22 +102,7 @@ def write_cursor(journal_path: str | os.PathLike[str], cursor: Cursor) -> str:
     path = cursor_path(journal_path, cursor.name)
     folder = os.path.dirname(path)
     os.makedirs(folder, mode=0o700, exist_ok=True)
-    data = json.dumps(cursor.as_json(), sort_keys=True).encode() + b"\n"
-    tmp = f"{path}.tmp.{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    write_durable_file(path, json.dumps(cursor.as_json(), sort_keys=True).encode() + b"\n")
     return path
 
 

@@ -157,22 +157,31 @@ def _bot(path: Path, url: str, seed: int, ops: int, mode: str, crash_at: str | N
     return subprocess.CompletedProcess(argv, code, "\n".join(bot.lines), bot.errors())
 
 
-class _Filler(threading.Thread):
-    """Fills resting orders on the exchange now and then (partly or fully), as a market would."""
+class Filler(threading.Thread):
+    """Fills resting orders on the exchange now and then (partly or fully), as a market would.
 
-    def __init__(self, sim: Any, seed: int) -> None:
+    Every ``pause_s`` (a fixed pause, or a ``(low, high)`` range drawn each time) it picks a resting
+    order with probability ``chance`` and fills it whole with probability ``whole``, else half of it.
+    """
+
+    def __init__(self, sim: Any, seed: int, *, pause_s: float | tuple[float, float] = 0.05, chance: float = 0.5,
+                 whole: float = 0.5) -> None:  # fmt: skip
         super().__init__(daemon=True)
         self.sim, self.rnd, self.stop = sim, random.Random(seed), threading.Event()
+        self.pause_s, self.chance, self.whole = pause_s, chance, whole
         self.fills = 0
 
+    def _pause(self) -> float:
+        return self.rnd.uniform(*self.pause_s) if isinstance(self.pause_s, tuple) else self.pause_s
+
     def run(self) -> None:
-        while not self.stop.wait(0.05):
+        while not self.stop.wait(self._pause()):
             open_orders = [o for o in self.sim.orders() if o.status in ("NEW", "PARTIALLY_FILLED")]
-            if not open_orders or self.rnd.random() < 0.5:
+            if not open_orders or (self.chance < 1 and self.rnd.random() < 1 - self.chance):
                 continue
             o = self.rnd.choice(open_orders)
             remaining = o.orig_qty - o.executed_qty
-            amount = remaining if self.rnd.random() < 0.5 else (remaining / 2).quantize(Decimal("0.001"))
+            amount = remaining if self.rnd.random() < self.whole else (remaining / 2).quantize(Decimal("0.001"))
             try:
                 if amount > 0:
                     self.sim.fill(o.order_id, amount, symbol=o.symbol)
@@ -296,7 +305,7 @@ def _crash_family(name: str, size: int, seed: int, root: Path, cfg: dict[str, An
         path = root / f"{name}.journal"
         fills = 0
         for run in range(size):
-            filler = _Filler(sim, seed + run)
+            filler = Filler(sim, seed + run)
             filler.start()
             point = _trade_run(sim, path, fam, run, rnd, seed, 30, cfg)
             fills += filler.finish()
@@ -521,7 +530,7 @@ def family_lag(size: int, seed: int, root: Path) -> Family:
                     sim.faults.arm(method, p, kind, times=1, **({"delay_s": 2.0} if kind == "commit_then_delay"
                                                                else opts))  # fmt: skip
                     fam.faults += 1
-            filler = _Filler(sim, seed + run)
+            filler = Filler(sim, seed + run)
             filler.start()
             point = _trade_run(sim, path, fam, run, rnd, seed, 20, cfg)
             fills += filler.finish()
@@ -558,7 +567,7 @@ def family_applied(size: int, seed: int, root: Path) -> Family:
             for method, p, kind, opts in burst:
                 sim.faults.arm(method, p, kind, times=rnd.randint(1, 3), **opts)
                 fam.faults += 1
-            filler = _Filler(sim, seed + run)
+            filler = Filler(sim, seed + run)
             filler.start()
             point = _trade_run(sim, path, fam, run, rnd, seed, 20, cfg)
             filler.finish()
@@ -579,7 +588,7 @@ def family_restore(size: int, seed: int, root: Path) -> Family:
         path = root / "restore.journal"
         for run in range(size):
             backup = root / f"backup-{run}"
-            filler = _Filler(sim, seed + run)
+            filler = Filler(sim, seed + run)
             filler.start()
             bot = BotRun(_bot_argv(path, sim.url, seed + run, 30, "trade", cfg))
             at = rnd.randint(0, 20)

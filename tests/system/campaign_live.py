@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.helpers.invariants import exchange_failures, unified, wait_until
-from tests.system.campaign import Family
+from tests.system.campaign import Family, Filler
 
 SYMBOLS = {"BTC/USDT": Decimal("30000"), "ETH/USDT": Decimal("2000")}
 AMOUNTS = {"BTC/USDT": ("0.002", "0.004"), "ETH/USDT": ("0.02", "0.04")}
@@ -105,35 +105,6 @@ def trade_failures(sim: Any, trades: Iterable[str], fills: Iterable[Mapping[str,
         records = [(f["via"], f["source"], f["seq"]) for f in fills if f"{f['symbol']}:{f['id']}" == key]
         failures.append(f"trade {key} journaled {len(records)} times (via, source, seq): {records}")
     return failures
-
-
-class _Filler(threading.Thread):
-    """Fills the bot's resting orders on the exchange now and then, partly or fully, as a market would."""
-
-    def __init__(self, sim: Any, seed: int) -> None:
-        super().__init__(daemon=True)
-        self.sim, self.rnd, self.stop = sim, random.Random(seed), threading.Event()
-        self.fills = 0
-
-    def run(self) -> None:
-        while not self.stop.wait(self.rnd.uniform(0.01, 0.06)):
-            open_orders = [o for o in self.sim.orders() if o.status in ("NEW", "PARTIALLY_FILLED")]
-            if not open_orders:
-                continue
-            o = self.rnd.choice(open_orders)
-            remaining = o.orig_qty - o.executed_qty
-            amount = remaining if self.rnd.random() < 0.4 else (remaining / 2).quantize(Decimal("0.001"))
-            try:
-                if amount > 0:
-                    self.sim.fill(o.order_id, amount, symbol=o.symbol)
-                    self.fills += 1
-            except Exception:
-                pass  # canceled or filled meanwhile: fine
-
-    def finish(self) -> int:
-        self.stop.set()
-        self.join()
-        return self.fills
 
 
 class _Driver(threading.Thread):
@@ -263,7 +234,7 @@ def family_live(size: int, seed: int, root: Path) -> Family:
                 armed = f", {kind}"
                 fam.faults += 1
                 fam.note(f"stream_{kind}")
-            filler = _Filler(sim, seed * 1000 + run)
+            filler = Filler(sim, seed * 1000 + run, pause_s=(0.01, 0.06), chance=1.0, whole=0.4)
             driver = _Driver(bot, sim, seed * 1000 + run)
             filler.start()
             driver.start()

@@ -70,7 +70,7 @@ from .errors import ManagerStateError, OrderInDoubtError, SafeModeError
 from .flows import Flow, arun, blocking, local
 from .live import LiveFeed, advances
 from .normalize import normalize_order, normalize_trade
-from .orders import Order, OrderFlows, OrderSettings, Params, Target
+from .orders import Order, OrderFlows, OrderSettings, Params, Target, record_new_fills
 from .reconcile import ReconcileFlows, ReconcileReport, ReconcileSettings
 from .venue import VenueProfile, profile_for, settle_window_ms
 
@@ -571,18 +571,9 @@ class ManagerFlows:
             fresh.append(data)
         if not fresh:
             return 0
-        return int((yield local(self._record_new_fills, j, fresh)))
-
-    def _record_new_fills(self, j: Journal, trades: list[dict[str, Any]]) -> int:
-        """Journal the trades not journaled yet, each checked and written under the fills lock: a fill the
-        bot's own cancel (or a reconciliation) journaled since the check above is not written twice."""
-        written = 0
-        with self._fills_lock:
-            for data in trades:
-                if not self._trade_known(data["symbol"], data["id"]):
-                    j.record("fill", data, op=j.op_id_of(data["client_id"]))
-                    written += 1
-        return written
+        # checked again under the fills lock: the bot's own cancel (or a reconciliation) may have journaled
+        # one of them since the check above
+        return int((yield local(record_new_fills, j, fresh, known=self._trade_known, lock=self._fills_lock)))
 
     # -- state ---------------------------------------------------------------
 

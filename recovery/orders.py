@@ -94,6 +94,7 @@ __all__ = [
     "OrderSettings",
     "Params",
     "Target",
+    "record_new_fills",
 ]
 
 #: Crash point: the exchange acknowledged an operation, its commit marker is not written yet.
@@ -131,6 +132,30 @@ class OrderSettings:
             raise ValueError(f"lookup_retries must be >= 0, got {self.lookup_retries}")
         if self.backoff_s < 0:
             raise ValueError(f"backoff_s must be >= 0, got {self.backoff_s}")
+
+
+def record_new_fills(
+    journal: Journal,
+    trades: list[dict[str, Any]],
+    *,
+    known: Callable[[str, Any], bool] | None,
+    lock: threading.Lock,
+    op_id: int | None = None,
+) -> int:
+    """Journal the (normalised) trades not journaled yet; returns how many were written.
+
+    Each is checked (``known(symbol, trade_id)``) and written under ``lock``, shared by everything that
+    journals fills (a cancel's lookup, reconciliation, the live feed), so a fill journaled meanwhile is not
+    written twice. ``op_id``: the operation they belong to (default: the one their ``client_id`` names).
+    """
+    written = 0
+    with lock:
+        for data in trades:
+            if known is not None and known(data["symbol"], data["id"]):
+                continue
+            journal.record("fill", data, op=op_id if op_id is not None else journal.op_id_of(data["client_id"]))
+            written += 1
+    return written
 
 
 class OrderFlows:
@@ -386,15 +411,8 @@ class OrderFlows:
             if data["order_id"] == order["id"] and data["id"] is not None:
                 fresh.append(data)
         if fresh:
-            yield local(self._record_new_fills, op_id, fresh)
-
-    def _record_new_fills(self, op_id: int, trades: list[dict[str, Any]]) -> None:
-        """Journal the trades not journaled yet, checked and written under the fills lock, so a fill the
-        live feed journaled meanwhile is not written twice."""
-        with self.fills_lock:
-            for data in trades:
-                if self.trade_known is None or not self.trade_known(data["symbol"], data["id"]):
-                    self.journal.record("fill", data, op=op_id)
+            yield local(record_new_fills, self.journal, fresh, known=self.trade_known, lock=self.fills_lock,
+                        op_id=op_id)  # fmt: skip
 
     def _abort(self, op_id: int, reason: str, cause: BaseException | None) -> Flow[None]:
         error = scrubbed_error(cause, self._secrets()) if cause is not None else None
